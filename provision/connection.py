@@ -1,0 +1,357 @@
+"""SSH connections and remote execution: one `run` is one SSH exec request.
+
+Built on fabric's `Connection` for what it does well (reading ~/.ssh/config:
+HostName, Port, User, IdentityFile, ProxyJump), but with strict host keys on
+every hop: fabric hard-codes paramiko's `AutoAddPolicy`, which would accept a
+man in the middle. Trust on first use is an explicit flag decided before any
+host is contacted, never a prompt.
+
+Commands run over a raw paramiko channel rather than fabric's `run`, so each
+call is exactly one exec request (the re-run budget is counted in sshd's log),
+stdin can be fed, and a timeout really stops waiting.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import fabric
+import paramiko
+from paramiko.ssh_exception import BadHostKeyException, NoValidConnectionsError
+
+from provision import shell
+from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
+
+SYSTEM_KNOWN_HOSTS = "~/.ssh/known_hosts"
+_KNOWN_HOSTS_LOCK = threading.Lock()  # accepted keys from parallel hosts append one at a time
+
+
+class HostKeyUnknownError(UnreachableError):
+    """The host offered a key that no known_hosts file lists, and TOFU was not asked for."""
+
+
+class HostKeyChangedError(UnreachableError):
+    """The host offered a key that differs from the recorded one: possibly an attack."""
+
+
+class RemoteTimeout(ProvisionError):
+    """A remote command ran past its time limit (the host is reachable; the command is slow)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one remote command did."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def tail(self, lines: int = 20) -> str:
+        """The last lines of stderr and stdout together: what a failure report shows."""
+        text = (self.stdout.rstrip() + "\n" + self.stderr.rstrip()).strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's fingerprint text, so users can compare it with `ssh-keygen -lf`."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_host_name(address: str, port: int) -> str:
+    """The name a known_hosts line uses: `host`, or `[host]:port` off port 22."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def known_hosts_files(settings: Settings) -> list[Path]:
+    """Where keys are looked up, most specific first (the inventory's file wins)."""
+    files = [Path(settings.known_hosts_file).expanduser()] if settings.known_hosts_file else []
+    return files + [Path(SYSTEM_KNOWN_HOSTS).expanduser()]
+
+
+def _file_with_entry(files: list[Path], name: str) -> Path | None:
+    for path in files:
+        if path.is_file() and paramiko.HostKeys(str(path)).lookup(name) is not None:
+            return path
+    return None
+
+
+class _StrictPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown keys, or record them (trust on first use) when the user opted in."""
+
+    def __init__(self, label: str, host: str, port: int, accept_new: bool, store: Path) -> None:
+        self.label, self.host, self.port = label, host, port
+        self.accept_new, self.store = accept_new, store
+        self.accepted: str | None = None
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
+        kind = key.get_name()
+        if not self.accept_new:
+            scan = shell.fmt(
+                "ssh-keyscan -p %s -t %s %s >> %s",
+                self.port, kind.removeprefix("ssh-"), self.host, self.store,
+            )
+            raise HostKeyUnknownError(
+                f"{self.label}: unknown host key for {hostname} ({kind} {fingerprint(key)}); "
+                "nothing was run. Fix: check the fingerprint with the host's provider, then "
+                f"rerun with --accept-new-host-key, or record it yourself: {scan}"
+            )
+        with _KNOWN_HOSTS_LOCK:
+            self.store.parent.mkdir(parents=True, exist_ok=True)
+            with self.store.open("a") as out:
+                out.write(f"{hostname} {kind} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, kind, key)
+        self.accepted = f"{hostname} {kind} {fingerprint(key)}"
+
+
+def _explicit(spec: HostSpec, var: str) -> bool:
+    """Whether the inventory or command line set this connection value (then it wins)."""
+    return var in spec.vars or var in spec.sources
+
+
+class Remote:
+    """One SSH connection to one host; counts the exec requests it makes."""
+
+    def __init__(
+        self,
+        spec: HostSpec,
+        settings: Settings,
+        *,
+        accept_new_host_key: bool = False,
+        connect_timeout: float = 15.0,
+        ssh_config_path: str | None = None,
+    ) -> None:
+        self.spec, self.settings = spec, settings
+        self.accept_new_host_key = accept_new_host_key
+        self.connect_timeout = connect_timeout
+        self.ssh_config_path = ssh_config_path
+        self.exec_requests = 0
+        self.accepted_keys: list[str] = []
+        self._conn: fabric.Connection | None = None
+
+    # ------------------------------------------------------------------ connecting
+
+    def _connection(self) -> fabric.Connection:
+        config = fabric.Config(runtime_ssh_path=self.ssh_config_path)
+        ssh_config = config.base_ssh_config.lookup(self.spec.address)
+        user = self.spec.user
+        if "user" in ssh_config and not _explicit(self.spec, "ansible_user"):
+            user = ssh_config["user"]
+        port = self.spec.port
+        if "port" in ssh_config and not _explicit(self.spec, "ansible_port"):
+            port = int(ssh_config["port"])
+        limit = self.connect_timeout
+        kwargs: dict = {"banner_timeout": limit, "auth_timeout": limit}
+        if self.spec.key_file:
+            kwargs["key_filename"] = [str(Path(self.spec.key_file).expanduser())]
+        return fabric.Connection(
+            self.spec.address,
+            user=user,
+            port=port,
+            config=config,
+            connect_timeout=int(self.connect_timeout),
+            connect_kwargs=kwargs,
+        )
+
+    def _harden(self, conn: fabric.Connection) -> None:
+        """Strict keys on this hop and every ProxyJump hop before it."""
+        files = known_hosts_files(self.settings)
+        while isinstance(conn, fabric.Connection):
+            keys = conn.client.get_host_keys()
+            for path in files:  # most specific first: HostKeys answers with the first match
+                if path.is_file():
+                    keys.load(str(path))
+            conn.client.set_missing_host_key_policy(
+                _StrictPolicy(self.spec.name, conn.host, int(conn.port),
+                              self.accept_new_host_key, files[0])
+            )
+            conn = conn.gateway
+
+    def open(self) -> None:
+        """Connect and verify the host key; nothing runs on the host here."""
+        if self._conn is not None and self._conn.is_connected:
+            return
+        conn = self._connection()
+        self._harden(conn)
+        where = f"{conn.user}@{known_host_name(conn.host, int(conn.port))}"
+        try:
+            conn.open()
+        except UnreachableError:
+            raise
+        except BadHostKeyException as exc:
+            raise self._changed_key_error(exc, conn) from None
+        except paramiko.AuthenticationException as exc:
+            raise UnreachableError(
+                f"{self.spec.name}: SSH authentication as {where} failed ({exc}). Fix: check "
+                "ansible_user and ansible_ssh_private_key_file (or IdentityFile in ~/.ssh/config)"
+            ) from None
+        except (NoValidConnectionsError, OSError, EOFError, paramiko.SSHException) as exc:
+            raise UnreachableError(
+                f"{self.spec.name}: cannot connect to {where}: {exc or type(exc).__name__}. "
+                "Fix: check the address and port, that the host is up and sshd listens"
+            ) from None
+        policy = conn.client._policy
+        if isinstance(policy, _StrictPolicy) and policy.accepted:
+            self.accepted_keys.append(policy.accepted)
+        self._conn = conn
+
+    def _changed_key_error(self, exc: BadHostKeyException, conn) -> HostKeyChangedError:
+        name = known_host_name(exc.hostname, int(conn.port))
+        files = known_hosts_files(self.settings)
+        path = _file_with_entry(files, name) or files[0]
+        fix = shell.cmd("ssh-keygen", "-R", name, "-f", str(path))
+        return HostKeyChangedError(
+            f"{self.spec.name}: HOST KEY CHANGED for {name}: {path} has "
+            f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}, the host now offers "
+            f"{exc.key.get_name()} {fingerprint(exc.key)}. This is either a reinstalled host or "
+            "someone intercepting the connection; nothing was run. Fix, once you know the new "
+            f"key is genuine: {fix} then rerun with --accept-new-host-key"
+        )
+
+    def _transport(self) -> paramiko.Transport:
+        self.open()
+        transport = self._conn.transport if self._conn else None
+        if transport is None or not transport.is_active():
+            raise UnreachableError(f"{self.spec.name}: the SSH connection was lost")
+        return transport
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, script: str, timeout: float, stdin: bytes | None = None) -> Result:
+        """Run a POSIX sh script as ONE exec request; the exit status is the caller's to judge.
+
+        The script goes through `/bin/sh -c` so the login shell of the remote user does not
+        matter. Transport failures raise UnreachableError; a slow command RemoteTimeout.
+        """
+        transport = self._transport()
+        start = time.monotonic()
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+            self.exec_requests += 1
+            chan.exec_command(shell.cmd("/bin/sh", "-c", script))
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out, err = self._collect(chan, start + timeout)
+            rc = chan.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise UnreachableError(
+                f"{self.spec.name}: the SSH connection failed while running a command: {exc}"
+            ) from None
+        finally:
+            if "chan" in locals():
+                chan.close()
+        if rc == -1:  # the server closed the channel without an exit status
+            raise UnreachableError(f"{self.spec.name}: the connection dropped mid-command")
+        decode = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
+        return Result(rc, decode(out), decode(err), time.monotonic() - start)
+
+    def _collect(self, chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+        out, err = bytearray(), bytearray()
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            drained = not chan.recv_ready() and not chan.recv_stderr_ready()
+            if drained and (chan.exit_status_ready() or chan.closed):
+                return bytes(out), bytes(err)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RemoteTimeout(
+                    f"{self.spec.name}: a remote command ran longer than its limit; the last "
+                    f"output was: {(bytes(out) + bytes(err))[-400:].decode(errors='replace')}"
+                )
+            select.select([chan], [], [], min(left, 0.5))
+
+    # ------------------------------------------------------------------ forwarding
+
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> Tunnel:
+        """A local port that reaches `remote_host:remote_port` as seen from the host."""
+        return Tunnel(self._transport(), remote_host, remote_port)
+
+
+class Tunnel:
+    """A loopback listener whose connections become direct-tcpip channels (ssh -L).
+
+    Used by verify when the API port is not reachable from the control node. A refused
+    remote connect closes the local socket, which HTTP clients see as "not up yet".
+    """
+
+    def __init__(self, transport: paramiko.Transport, host: str, port: int) -> None:
+        self._transport, self._dest = transport, (host, port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.local_port: int = self._listener.getsockname()[1]
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            chan = self._transport.open_channel("direct-tcpip", self._dest, ("127.0.0.1", 0))
+        except (paramiko.SSHException, OSError, EOFError):
+            client.close()
+            return
+        try:
+            while True:
+                ready, _, _ = select.select([client, chan], [], [], 1.0)
+                if self._stopped.is_set():
+                    return
+                if client in ready:
+                    data = client.recv(65536)
+                    if not data:
+                        return
+                    chan.sendall(data)
+                if chan in ready:
+                    data = chan.recv(65536)
+                    if not data:
+                        return
+                    client.sendall(data)
+        except OSError:
+            return
+        finally:
+            chan.close()
+            client.close()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+
+    def __enter__(self) -> Tunnel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

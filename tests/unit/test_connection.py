@@ -1,0 +1,247 @@
+"""provision.connection against a real OpenSSH sshd on loopback (no lab VM needed).
+
+The sshd runs as a child of the test with its own host key, client key and config,
+and logs at DEBUG1 so the exec requests can be counted from its log, independently
+of the counter under test.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import paramiko
+import pytest
+import requests
+
+from provision.connection import (
+    HostKeyChangedError,
+    HostKeyUnknownError,
+    Remote,
+    RemoteTimeout,
+    fingerprint,
+)
+from provision.model import HostSpec, Settings, UnreachableError
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, deadline_s: float = 10.0) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)  # poll interval inside a deadline, not a fixed wait
+    raise AssertionError(f"sshd did not listen on {port} within {deadline_s}s")
+
+
+class Sshd:
+    """A private sshd: its port, keys and log."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.host_key = root / "host_ed25519"
+        self.client_key = root / "id_ed25519"
+        self.log = root / "sshd.log"
+        for key in (self.host_key, self.client_key):
+            _new_key(key)
+        (root / "authorized_keys").write_text((root / "id_ed25519.pub").read_text())
+        (root / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            f"PidFile {root}/sshd.pid\nAuthorizedKeysFile {root}/authorized_keys\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            "AllowTcpForwarding yes\nLogLevel DEBUG1\n"
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(
+            [SSHD, "-D", "-f", str(root / "sshd_config"), "-E", str(self.log)]
+        )
+        _wait_port(self.port)
+
+    @property
+    def host_public(self) -> paramiko.PKey:
+        return paramiko.Ed25519Key.from_private_key_file(str(self.host_key))
+
+    def exec_requests(self) -> int:
+        return len(re.findall(r"request exec", self.log.read_text()))
+
+    def known_hosts_line(self) -> str:
+        key = self.host_public
+        return f"[127.0.0.1]:{self.port} {key.get_name()} {key.get_base64()}\n"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep the real ~/.ssh (known_hosts, config) out of every test."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+def _new_key(path: Path) -> paramiko.PKey:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return paramiko.Ed25519Key.from_private_key_file(str(path))
+
+
+def _spec(sshd: Sshd, **kw) -> HostSpec:
+    base = HostSpec(name="box", address="127.0.0.1", port=sshd.port, user="root",
+                    key_file=str(sshd.client_key))
+    return replace(base, **kw)
+
+
+def _settings(tmp_path: Path, known: str | None) -> Settings:
+    path = tmp_path / "known_hosts"
+    if known is not None:
+        path.write_text(known)
+    return Settings(known_hosts_file=str(path))
+
+
+def test_run_is_one_exec_request_each(sshd: Sshd, tmp_path: Path) -> None:
+    before = sshd.exec_requests()
+    with Remote(_spec(sshd), _settings(tmp_path, sshd.known_hosts_line())) as remote:
+        first = remote.run("echo out; echo err >&2; exit 3", timeout=10)
+        second = remote.run("cat; printf ' %s' \"$0\"", timeout=10, stdin=b"fed")
+        assert remote.exec_requests == 2
+    assert (first.rc, first.stdout, first.stderr) == (3, "out\n", "err\n")
+    assert second.ok and second.stdout == "fed /bin/sh"
+    assert sshd.exec_requests() - before == 2
+
+
+def test_timeout_stops_waiting(sshd: Sshd, tmp_path: Path) -> None:
+    with Remote(_spec(sshd), _settings(tmp_path, sshd.known_hosts_line())) as remote:
+        start = time.monotonic()
+        with pytest.raises(RemoteTimeout, match="box"):
+            remote.run("echo started; sleep 30", timeout=1.0)
+        assert time.monotonic() - start < 5
+
+
+def test_unknown_key_refused_with_fingerprint_and_fix(sshd: Sshd, tmp_path: Path) -> None:
+    before = sshd.exec_requests()
+    remote = Remote(_spec(sshd), _settings(tmp_path, ""))
+    with pytest.raises(HostKeyUnknownError) as err:
+        remote.run("true", timeout=5)
+    text = str(err.value)
+    assert "box" in text and fingerprint(sshd.host_public) in text
+    assert "--accept-new-host-key" in text and f"ssh-keyscan -p {sshd.port}" in text
+    assert sshd.exec_requests() == before and remote.exec_requests == 0
+
+
+def test_accept_new_records_key_then_strict_works(sshd: Sshd, tmp_path: Path) -> None:
+    settings = _settings(tmp_path, None)
+    with Remote(_spec(sshd), settings, accept_new_host_key=True) as remote:
+        assert remote.run("true", timeout=5).ok
+        assert remote.accepted_keys and fingerprint(sshd.host_public) in remote.accepted_keys[0]
+    recorded = Path(settings.known_hosts_file).read_text()
+    assert recorded.startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
+    with Remote(_spec(sshd), settings) as remote:  # strict again, now known
+        assert remote.run("true", timeout=5).ok
+
+
+def test_changed_key_aborts_before_any_command(sshd: Sshd, tmp_path: Path) -> None:
+    other = _new_key(tmp_path / "old")
+    settings = _settings(tmp_path, f"[127.0.0.1]:{sshd.port} ssh-ed25519 {other.get_base64()}\n")
+    before = sshd.exec_requests()
+    remote = Remote(_spec(sshd), settings, accept_new_host_key=True)  # TOFU never covers a change
+    with pytest.raises(HostKeyChangedError) as err:
+        remote.run("true", timeout=5)
+    text = str(err.value)
+    assert f"ssh-keygen -R '[127.0.0.1]:{sshd.port}' -f {settings.known_hosts_file}" in text
+    assert fingerprint(other) in text and fingerprint(sshd.host_public) in text
+    assert sshd.exec_requests() == before
+
+
+def test_inventory_file_wins_over_stale_system_known_hosts(
+    sshd: Sshd, tmp_path: Path, isolated_home: Path
+) -> None:
+    stale = _new_key(tmp_path / "x")
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh/known_hosts").write_text(
+        f"[127.0.0.1]:{sshd.port} ssh-ed25519 {stale.get_base64()}\n")
+    with Remote(_spec(sshd), _settings(tmp_path, sshd.known_hosts_line())) as remote:
+        assert remote.run("true", timeout=5).ok
+
+
+def test_closed_port_is_unreachable(sshd: Sshd, tmp_path: Path) -> None:
+    spec = _spec(sshd, port=_free_port())
+    with pytest.raises(UnreachableError, match="box: cannot connect"):
+        Remote(spec, _settings(tmp_path, ""), connect_timeout=3).run("true", timeout=5)
+
+
+def test_ssh_config_alias_and_proxyjump(sshd: Sshd, tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host jump\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n"
+        f"  IdentityFile {sshd.client_key}\n"
+        f"Host target\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n"
+        f"  IdentityFile {sshd.client_key}\n  ProxyJump jump\n"
+    )
+    spec = HostSpec(name="target", address="target")  # port 22, no key: ssh_config decides
+    log_before = sshd.log.read_text()
+    with Remote(spec, _settings(tmp_path, sshd.known_hosts_line()),
+                ssh_config_path=str(config)) as remote:
+        assert remote.run("echo via-jump", timeout=10).stdout == "via-jump\n"
+    new_log = sshd.log.read_text()[len(log_before):]
+    assert "direct-tcpip" in new_log  # the target hop went through the jump host
+
+
+def test_proxyjump_hop_key_is_checked_too(sshd: Sshd, tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host jump\n  HostName localhost\n  Port {sshd.port}\n  IdentityFile {sshd.client_key}\n"
+        f"Host target\n  HostName 127.0.0.1\n  Port {sshd.port}\n"
+        f"  IdentityFile {sshd.client_key}\n  ProxyJump jump\n"
+    )
+    # only the target's name is known; the jump host ("localhost") is not
+    spec = HostSpec(name="target", address="target")
+    with pytest.raises(HostKeyUnknownError, match=r"\[localhost\]"):
+        Remote(spec, _settings(tmp_path, sshd.known_hosts_line()),
+               ssh_config_path=str(config)).run("true", timeout=5)
+
+
+def test_forward_reaches_a_port_only_the_host_sees(sshd: Sshd, tmp_path: Path) -> None:
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello through ssh")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Remote(_spec(sshd), _settings(tmp_path, sshd.known_hosts_line())) as remote:
+            with remote.forward(server.server_address[1]) as tunnel:
+                got = requests.get(f"http://127.0.0.1:{tunnel.local_port}/", timeout=5)
+            assert got.text == "hello through ssh"
+            assert remote.exec_requests == 0
+    finally:
+        server.shutdown()
