@@ -1,0 +1,222 @@
+"""Prove a server works, over HTTP from the control node: health, models, chat, metrics.
+
+Each check returns a `Check` (name, ok, seconds, detail) so `up`, `smoke` and JUnit
+output all render the same structured results. The health wait is the only slow
+part: the real server keeps its port closed while it downloads and loads the model
+(minutes), so "connection refused" means "still loading" until the deadline, or
+until the unit itself has failed or restarted. The unit is asked about rarely
+(one SSH exec each time) so that a healthy server costs no exec request at all.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+from provision import shell
+from provision.model import Settings
+
+CHAT_PROMPT = "Reply with one short sentence: are you ready?"
+_SAMPLE = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*(?:\{[^}]*\})? (?:-?[0-9.eE+-]+|NaN|[+-]Inf)", re.M)
+DIAG_MARK = "----- provision: workerlog.0 -----"
+
+
+@dataclass
+class Check:
+    """One verification result; `detail` says what was seen (never a secret)."""
+
+    name: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a server answers, as reachable from here (direct, or through an SSH tunnel)."""
+
+    api: str  # "http://10.0.0.2:8180"
+    metrics: str  # "http://10.0.0.2:8181"
+    model: str  # the served model name that /v1/models must list
+    api_key: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+@dataclass(frozen=True)
+class UnitState:
+    """What systemd says about the service while we wait for it."""
+
+    active: str  # ActiveState: active, activating, failed, inactive, ...
+    sub: str  # SubState: running, auto-restart, dead, ...
+    restarts: int  # NRestarts: automatic restarts since the last manual start
+    result: str = ""  # Result: success, exit-code, ...
+
+    @property
+    def broken(self) -> bool:
+        """Failed, or between automatic restarts: waiting longer will not help."""
+        return self.active in ("failed", "inactive") or self.sub == "auto-restart"
+
+    def __str__(self) -> str:
+        return f"{self.active}/{self.sub}, restarts={self.restarts}"
+
+
+def unit_state_script(settings: Settings) -> str:
+    return shell.cmd(
+        "systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts",
+        "-p", "Result", settings.service_name,
+    )
+
+
+def parse_unit_state(stdout: str) -> UnitState:
+    """`systemctl show -p ...` output to a UnitState.
+
+    >>> parse_unit_state("ActiveState=active\\nSubState=running\\nNRestarts=2\\n").restarts
+    2
+    """
+    values = dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
+    restarts = values.get("NRestarts", "0")
+    return UnitState(
+        active=values.get("ActiveState", "unknown"),
+        sub=values.get("SubState", "unknown"),
+        restarts=int(restarts) if restarts.isdigit() else 0,
+        result=values.get("Result", ""),
+    )
+
+
+def diagnostics_script(settings: Settings, lines: int = 30) -> str:
+    """The unit's journal and the worker log in one exec: what a failure report shows."""
+    workerlog = f"{settings.log_dir.rstrip('/')}/workerlog.0"
+    return "\n".join([
+        shell.fmt("journalctl -u %s -n %s --no-pager 2>&1", settings.service_name, lines),
+        shell.fmt("echo %s", DIAG_MARK),
+        shell.fmt("tail -n %s %s 2>&1 || true", lines, workerlog),
+    ])
+
+
+def wait_healthy(
+    endpoint: Endpoint,
+    timeout: float,
+    *,
+    unit_state: Callable[[], UnitState] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    unit_every: float = 15.0,
+    progress_every: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Check:
+    """Poll GET /health until 200, with backoff, a deadline, and rare unit-state checks."""
+    start = clock()
+    deadline = start + timeout
+    delay, last, baseline, state = 0.25, "no answer yet", None, None
+    next_unit, next_progress = start + unit_every, start + progress_every
+    while True:
+        try:
+            got = requests.get(f"{endpoint.api}/health", timeout=5)
+            if got.status_code == 200:
+                return Check("health", True, clock() - start, "200")
+            last = f"HTTP {got.status_code} {got.text[:80]!r}"
+        except requests.Timeout:  # before ConnectionError: ConnectTimeout is both
+            last = "no answer within 5s"
+        except requests.ConnectionError:
+            last = "connection refused (loading)"
+        now = clock()
+        if unit_state is not None and (now >= next_unit or now >= deadline):
+            state = unit_state()
+            baseline = state.restarts if baseline is None else baseline
+            if state.broken or state.restarts > baseline:
+                return Check("health", False, now - start,
+                             f"the service stopped while loading: unit {state}; last: {last}")
+            next_unit = now + unit_every
+        if now >= deadline:
+            seen = f"; unit {state}" if state else ""
+            return Check("health", False, now - start,
+                         f"not healthy within {timeout:.0f}s: {last}{seen}. Fix: raise "
+                         "health_timeout if the model is still downloading, else read the logs")
+        if now >= next_progress:
+            progress(f"waiting {now - start:.0f}s/{timeout:.0f}s: {last}"
+                     + (f", unit {state}" if state else ""))
+            next_progress = now + progress_every
+        sleep(min(delay, max(deadline - now, 0.0)))
+        delay = min(delay * 1.5, 5.0)
+
+
+def _timed(name: str, probe: Callable[[], tuple[bool, str]]) -> Check:
+    start = time.monotonic()
+    try:
+        ok, detail = probe()
+    except requests.RequestException as exc:
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return Check(name, ok, time.monotonic() - start, detail)
+
+
+def check_models(endpoint: Endpoint) -> Check:
+    def probe() -> tuple[bool, str]:
+        got = requests.get(f"{endpoint.api}/v1/models", headers=endpoint.headers(), timeout=10)
+        if got.status_code != 200:
+            return False, f"GET /v1/models: HTTP {got.status_code} {got.text[:200]!r}"
+        ids = [m.get("id") for m in got.json().get("data", [])]
+        if endpoint.model not in ids:
+            return False, f"/v1/models lists {ids}, not {endpoint.model!r}"
+        return True, endpoint.model
+
+    return _timed("models", probe)
+
+
+def check_chat(endpoint: Endpoint, max_tokens: int = 32) -> Check:
+    """One short completion; thinking is turned off so the answer lands in `content`."""
+
+    def probe() -> tuple[bool, str]:
+        body = {
+            "model": endpoint.model,
+            "messages": [{"role": "user", "content": CHAT_PROMPT}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": False,
+            "chat_template_kwargs": {"enable_thinking": False},
+        }
+        got = requests.post(f"{endpoint.api}/v1/chat/completions", json=body,
+                            headers=endpoint.headers(), timeout=300)
+        if got.status_code != 200:
+            return False, f"POST /v1/chat/completions: HTTP {got.status_code} {got.text[:200]!r}"
+        message = (got.json().get("choices") or [{}])[0].get("message") or {}
+        content = (message.get("content") or "").strip()
+        if not content:
+            thought = (message.get("reasoning_content") or "").strip()
+            why = "only reasoning_content came back" if thought else "the answer was empty"
+            return False, f"chat completion: {why}: {message!r:.200}"
+        return True, content[:200]
+
+    return _timed("chat", probe)
+
+
+def check_metrics(endpoint: Endpoint) -> Check:
+    def probe() -> tuple[bool, str]:
+        got = requests.get(f"{endpoint.metrics}/metrics", timeout=10)
+        if got.status_code != 200:
+            return False, f"GET /metrics: HTTP {got.status_code}"
+        samples = _SAMPLE.findall(got.text)
+        if not samples:
+            return False, f"/metrics is not Prometheus text: {got.text[:120]!r}"
+        return True, f"{len(got.text.splitlines())} lines"
+
+    return _timed("metrics", probe)
+
+
+def verify(
+    endpoint: Endpoint,
+    timeout: float,
+    *,
+    unit_state: Callable[[], UnitState] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[Check]:
+    """Every check in order; after a failed health wait the others would only repeat it."""
+    health = wait_healthy(endpoint, timeout, unit_state=unit_state, progress=progress)
+    if not health.ok:
+        return [health]
+    return [health, check_models(endpoint), check_chat(endpoint), check_metrics(endpoint)]
