@@ -220,6 +220,18 @@ class Remote:
             f"key is genuine: {fix} then rerun with --accept-new-host-key"
         )
 
+    @property
+    def hostname(self) -> str:
+        """The address actually connected to (ssh_config's HostName resolved)."""
+        self.open()
+        return self._conn.host
+
+    @property
+    def via_gateway(self) -> bool:
+        """Whether the host is reached through a jump host (then its ports likely are not)."""
+        self.open()
+        return bool(self._conn.gateway)
+
     def _transport(self) -> paramiko.Transport:
         self.open()
         transport = self._conn.transport if self._conn else None

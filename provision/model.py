@@ -216,6 +216,7 @@ class HostResult:
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None
     exec_requests: int = 0  # SSH exec requests this run made on the host
+    failed_at: str | None = None  # connect, facts, preflight, apply or verify: picks the exit code
 
 
 # --------------------------------------------------------------------------- settings
