@@ -1,0 +1,323 @@
+"""One host, start to finish: connect, facts, plan, steps, restart, verify.
+
+The decisions are all in plan (pure); this module only carries them out, in
+order, and records what happened as StepResults. A converged host costs one
+exec request (the facts) plus HTTP: no step runs, nothing restarts, and the
+health check answers at once.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+from provision import shell
+from provision.connection import Remote, RemoteTimeout, Tunnel
+from provision.facts import gather_command, parse_facts
+from provision.model import (
+    Facts,
+    HostResult,
+    HostSpec,
+    Plan,
+    ProvisionError,
+    Settings,
+    Step,
+    StepResult,
+    UnreachableError,
+)
+from provision.plan import describe_plan, make_plan, plan_diffs
+from provision.report import Reporter
+from provision.verify import (
+    DIAG_MARK,
+    Check,
+    Endpoint,
+    diagnostics_script,
+    parse_unit_state,
+    unit_state_script,
+    verify,
+)
+
+FACTS_TIMEOUT = 120.0
+RESTART_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """How `up` runs, shared by every host (decided once, before any connection)."""
+
+    check: bool = False
+    diff: bool = False
+    accept_new_host_key: bool = False
+    host_timeout: float = 4 * 3600.0
+    connect_timeout: float = 15.0
+    ssh_config_path: str | None = None
+
+
+@dataclass
+class Deadline:
+    """A per-host time budget: every remote call and the health wait are capped by it."""
+
+    seconds: float
+    start: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        return self.start + self.seconds - time.monotonic()
+
+    def cap(self, limit: float) -> float:
+        left = self.left()
+        if left <= 0:
+            raise ProvisionError(f"the per-host time limit ({self.seconds:.0f}s) ran out")
+        return min(limit, left)
+
+
+class HostAborted(ProvisionError):
+    """Another host failed and --any-errors-fatal asked everyone to stop."""
+
+
+@lru_cache(maxsize=1)
+def _releases() -> dict:
+    text = resources.files("provision.data").joinpath("releases.yaml").read_text()
+    return yaml.safe_load(text)["releases"]
+
+
+def explain_failure(step: Step, output: str, facts: Facts, settings: Settings) -> str:
+    """Turn known remote failures into an error naming the cause and the fix."""
+    if "No matching distribution found" in output:
+        release = _releases().get(settings.fastdeploy_version, {})
+        pythons = ", ".join(release.get("python", [])) or "unknown"
+        return (
+            f"step {step.name}: pip found no matching distribution for Python "
+            f"{facts.python_version} on this host; FastDeploy {settings.fastdeploy_version} "
+            f"wheels are published for Python {pythons}. Fix: use a host (or `python` setting) "
+            "with a supported Python, or choose a fastdeploy_version that supports "
+            f"{facts.python_version}; also check that pip_extra_index_url serves the "
+            "ordinary dependencies"
+        )
+    return f"step {step.name} failed"
+
+
+def restart_script(settings: Settings) -> str:
+    """The one restart that every notifying step shares (a handler)."""
+    return shell.script([
+        shell.cmd("systemctl", "daemon-reload"),
+        shell.cmd("systemctl", "reset-failed", settings.service_name) + " || true",
+        shell.cmd("systemctl", "restart", settings.service_name),
+    ])
+
+
+class HostRun:
+    """The state of one host's run; `converge` is the whole job for that host."""
+
+    def __init__(self, spec: HostSpec, settings: Settings, options: Options,
+                 reporter: Reporter, abort: threading.Event | None = None) -> None:
+        self.spec, self.settings, self.options = spec, settings, options
+        self.reporter = reporter
+        self.abort = abort or threading.Event()
+        self.deadline = Deadline(options.host_timeout)
+        self.result = HostResult(spec.name)
+        self.remote = Remote(spec, settings, accept_new_host_key=options.accept_new_host_key,
+                             connect_timeout=options.connect_timeout,
+                             ssh_config_path=options.ssh_config_path)
+        reporter.add_secret(settings.api_key)
+
+    # ---------------------------------------------------------------- bookkeeping
+
+    def _record(self, name: str, status: str, seconds: float, reason: str = "",
+                output: str = "") -> StepResult:
+        step = StepResult(name, status, reason, round(seconds, 3), output)
+        self.result.steps.append(step)
+        self.reporter.line(self.spec.name, name, status, seconds, reason if status != "ok" else "")
+        return step
+
+    def _fail(self, error: str, stage: str) -> HostResult:
+        self.result.status, self.result.error, self.result.failed_at = "failed", error, stage
+        return self.result
+
+    def _check_abort(self) -> None:
+        if self.abort.is_set():
+            raise HostAborted("stopped: another host failed and --any-errors-fatal is set")
+
+    # ---------------------------------------------------------------- the job
+
+    def converge(self) -> HostResult:
+        try:
+            self._check_abort()
+            return self._converge()
+        except UnreachableError as exc:
+            self.result.status, self.result.error = "unreachable", str(exc)
+            self.result.failed_at = "connect"
+            self.reporter.line(self.spec.name, "connect", "unreachable", None, str(exc))
+            return self.result
+        except ProvisionError as exc:
+            text = str(exc)
+            if not text.startswith(self.spec.name):
+                text = f"{self.spec.name}: {text}"
+            self.reporter.line(self.spec.name, "error", "failed", None, text)
+            return self._fail(text, self.result.failed_at or "apply")
+        finally:
+            self.result.exec_requests = self.remote.exec_requests
+            self.remote.close()
+
+    def gather(self) -> Facts:
+        start = time.monotonic()
+        got = self.remote.run(gather_command(self.settings),
+                              self.deadline.cap(FACTS_TIMEOUT))
+        if not got.ok:
+            self.result.failed_at = "facts"
+            raise ProvisionError(f"{self.spec.name}: gathering facts failed (exit {got.rc}): "
+                                 f"{got.tail(10)}")
+        facts = parse_facts(self.spec.name, got.stdout)
+        self._record("facts", "ok", time.monotonic() - start)
+        return facts
+
+    def _converge(self) -> HostResult:
+        facts = self.gather()
+        plan = make_plan(self.spec.name, facts, self.settings)
+        self.result.problems = list(plan.problems)
+        for problem in plan.problems:
+            self.reporter.problem(problem)
+        if plan.errors:
+            return self._fail(f"pre-flight refused {self.spec.name}: "
+                              f"{len(plan.errors)} problem(s); nothing was changed", "preflight")
+        if self.options.diff:
+            self.reporter.block(f"--- {self.spec.name}: diff", [plan_diffs(plan)])
+        if self.options.check:
+            return self._check_only(plan)
+        if not self._apply_steps(plan, facts):
+            return self.result
+        if plan.restart:
+            self._restart()
+        self._verify(plan)
+        return self.result
+
+    def _check_only(self, plan: Plan) -> HostResult:
+        self.reporter.block(f"--- {self.spec.name}: plan (check mode, nothing changed)",
+                            describe_plan(plan))
+        for step in plan.steps:
+            self.result.steps.append(StepResult(step.name, "changed", step.reason))
+        self.result.status = "changed" if plan.steps else "ok"
+        return self.result
+
+    def _apply_steps(self, plan: Plan, facts: Facts) -> bool:
+        for step in plan.steps:
+            self._check_abort()
+            start = time.monotonic()
+            try:
+                got = self.remote.run(step.script, self.deadline.cap(step.timeout_s))
+            except RemoteTimeout as exc:
+                self._record(step.name, "failed", time.monotonic() - start, str(exc))
+                self._fail(f"{self.spec.name}: step {step.name} timed out after "
+                           f"{step.timeout_s}s: {exc}", "apply")
+                return False
+            self.reporter.output(self.spec.name, got.stdout + got.stderr)
+            if not got.ok:
+                tail = got.tail(30)
+                self._record(step.name, "failed", got.seconds, step.reason, tail)
+                self.reporter.output(self.spec.name, tail, always=not self.reporter.verbose)
+                why = explain_failure(step, got.stdout + got.stderr, facts, self.settings)
+                self._fail(f"{self.spec.name}: {why} (exit {got.rc}); nothing after it ran",
+                           "apply")
+                return False
+            self._record(step.name, "changed", got.seconds, step.reason)
+            self.result.status = "changed"
+        return True
+
+    def _restart(self) -> None:
+        self._check_abort()
+        got = self.remote.run(restart_script(self.settings), self.deadline.cap(RESTART_TIMEOUT))
+        if not got.ok:
+            self._record("restart", "failed", got.seconds, "systemctl restart", got.tail(30))
+            self.result.failed_at = "apply"
+            raise ProvisionError(f"{self.spec.name}: restarting {self.settings.service_name} "
+                                 f"failed (exit {got.rc}): {got.tail(10)}\n{self._diagnose()}")
+        self._record("restart", "changed", got.seconds, "the unit or the packages changed")
+        self.result.status = "changed"
+
+    # ---------------------------------------------------------------- verify
+
+    def _verify(self, plan: Plan) -> None:
+        with Route(self.remote, self.settings) as route:
+            endpoint = Endpoint(route.api, route.metrics, plan.served_model, self.settings.api_key)
+            checks = verify(
+                endpoint,
+                self.deadline.cap(self.settings.health_timeout),
+                unit_state=self._unit_state,
+                progress=lambda text: self.reporter.line(self.spec.name, "health", "waiting",
+                                                         None, text),
+            )
+        for check in checks:
+            self._record(f"verify {check.name}", "ok" if check.ok else "failed",
+                         check.seconds, check.detail if not check.ok else "")
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            self.result.failed_at = "verify"
+            raise ProvisionError(self._verify_error(failed))
+
+    def _verify_error(self, failed: list[Check]) -> str:
+        details = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        return f"{self.spec.name}: verification failed: {details}\n{self._diagnose()}"
+
+    def _unit_state(self):
+        got = self.remote.run(unit_state_script(self.settings), self.deadline.cap(30))
+        return parse_unit_state(got.stdout)
+
+    def _diagnose(self) -> str:
+        """The unit's journal and workerlog.0, fetched in one exec (best effort)."""
+        try:
+            got = self.remote.run(diagnostics_script(self.settings), self.deadline.cap(60))
+        except ProvisionError as exc:
+            return f"(could not fetch the logs: {exc})"
+        journal, _, worker = got.stdout.partition(DIAG_MARK)
+        return (f"--- journalctl -u {self.settings.service_name} (last lines)\n"
+                f"{journal.strip()}\n--- {self.settings.log_dir}/workerlog.0 (last lines)\n"
+                f"{worker.strip() or '(empty or missing)'}")
+
+
+def _direct(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Can this machine open TCP to host:port? Refused counts as yes: the server is loading."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+class Route:
+    """The HTTP base URLs of a host's server: direct when reachable, else SSH tunnels."""
+
+    def __init__(self, remote: Remote, settings: Settings,
+                 probe: Callable[[str, int], bool] = _direct) -> None:
+        self._tunnels: list[Tunnel] = []
+        host = remote.hostname
+        if not remote.via_gateway and probe(host, settings.api_port):
+            name = f"[{host}]" if ":" in host else host
+            self.api = f"http://{name}:{settings.api_port}"
+            self.metrics = f"http://{name}:{settings.metrics_port}"
+            self.tunnelled = False
+        else:
+            ports = (settings.api_port, settings.metrics_port)
+            self._tunnels = [remote.forward(port) for port in ports]
+            self.api, self.metrics = (f"http://127.0.0.1:{t.local_port}" for t in self._tunnels)
+            self.tunnelled = True
+
+    def __enter__(self) -> Route:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for tunnel in self._tunnels:
+            tunnel.close()
+
+
+def converge_host(spec: HostSpec, settings: Settings, options: Options, reporter: Reporter,
+                  abort: threading.Event | None = None) -> HostResult:
+    """The whole job for one host; never raises for a ProvisionError, it records it."""
+    return HostRun(spec, settings, options, reporter, abort).converge()

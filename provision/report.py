@@ -1,0 +1,132 @@
+"""Console lines, Ansible-style recap and JSON, all rendered from the same HostResults.
+
+Nothing here decides anything: apply and runner produce StepResult/HostResult
+values, this module only shows them (live while running, in full at the end).
+Every string that leaves this module goes through `redact`, so a secret that
+slipped into remote output (an API key echoed by a failing script) is masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import threading
+from collections.abc import Iterable
+from typing import TextIO
+
+from provision.model import HostResult, Problem
+
+MASK = "********"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def _redact_data(value: object, secrets: tuple[str, ...]) -> object:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: _redact_data(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_data(v, secrets) for v in value]
+    return value
+
+
+def counts(result: HostResult) -> dict[str, int]:
+    """Ansible's recap numbers: ok counts every successful step, changed ones included."""
+    statuses = [s.status for s in result.steps]
+    failed = statuses.count("failed")
+    if result.status == "failed" and not failed:
+        failed = 1  # refused at pre-flight, or failed outside a step
+    return {
+        "ok": sum(s in ("ok", "changed") for s in statuses),
+        "changed": statuses.count("changed"),
+        "failed": failed,
+        "unreachable": int(result.status == "unreachable"),
+        "skipped": statuses.count("skipped"),
+    }
+
+
+def recap_line(result: HostResult, width: int = 0) -> str:
+    c = counts(result)
+    return (f"{result.host.ljust(width)} : ok={c['ok']} changed={c['changed']} "
+            f"failed={c['failed']} unreachable={c['unreachable']} skipped={c['skipped']}")
+
+
+def problem_lines(results: Iterable[HostResult]) -> list[str]:
+    """Every problem and error, each naming its host and fix: what to do next."""
+    lines = []
+    for r in results:
+        for p in r.problems:
+            lines.append(f"{p.severity.upper()}: {p}")
+        if r.error:
+            lines.append(f"ERROR: {r.error}")
+    return lines
+
+
+def summary(results: list[HostResult], exit_code: int, check: bool = False) -> dict:
+    return {
+        "check": check,
+        "exit_code": exit_code,
+        "ok": exit_code == 0,
+        "recap": {r.host: counts(r) for r in results},
+        "hosts": [dataclasses.asdict(r) for r in results],
+    }
+
+
+def to_json(results: list[HostResult], exit_code: int, *, check: bool = False,
+            secrets: Iterable[str] = ()) -> str:
+    data = _redact_data(summary(results, exit_code, check), tuple(secrets))
+    return json.dumps(data, indent=2, sort_keys=False)
+
+
+class Reporter:
+    """Live, thread-safe progress lines: `gpu1 | release | changed | 12.3s`.
+
+    With --json the live lines go to stderr so stdout stays one JSON document.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, verbose: bool = False,
+                 secrets: Iterable[str] = ()) -> None:
+        self.stream = stream or sys.stdout
+        self.verbose = verbose
+        self.secrets = tuple(s for s in secrets if s)
+        self._lock = threading.Lock()
+
+    def add_secret(self, secret: str | None) -> None:
+        if secret and secret not in self.secrets:
+            self.secrets += (secret,)
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(redact(text, self.secrets) + "\n")
+            self.stream.flush()
+
+    def line(self, host: str, name: str, status: str, seconds: float | None = None,
+             detail: str = "") -> None:
+        parts = [host, name, status] + ([f"{seconds:.1f}s"] if seconds is not None else [])
+        self._write(" | ".join(parts) + (f" | {detail}" if detail else ""))
+
+    def output(self, host: str, text: str, *, always: bool = False) -> None:
+        """Remote output: shown with -v, or always for failures."""
+        if text.strip() and (self.verbose or always):
+            self._write("\n".join(f"{host} >   {ln}" for ln in text.rstrip().splitlines()))
+
+    def block(self, title: str, lines: Iterable[str]) -> None:
+        lines = list(lines)
+        if lines:
+            self._write("\n".join([title, *lines]))
+
+    def problem(self, problem: Problem) -> None:
+        self._write(f"{problem.host} | {problem.severity.upper()}: {problem.message} "
+                    f"({problem.key}={problem.value}). Fix: {problem.fix}")
+
+    def recap(self, results: list[HostResult]) -> None:
+        width = max((len(r.host) for r in results), default=0)
+        self.block("\nRECAP", [recap_line(r, width) for r in results])
+        self.block("\nPROBLEMS", problem_lines(results))

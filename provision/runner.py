@@ -1,0 +1,106 @@
+"""Many hosts at once: a bounded pool, a deadline per host, and the exit code.
+
+Unlike fabric's ThreadingGroup (one thread per host, joined without a timeout)
+the pool has `forks` workers, and a host that overruns its deadline is reported
+as failed instead of hanging the run. The workers are daemon threads so that an
+abandoned host cannot keep the process alive. One host's failure does not stop
+the others unless `any_errors_fatal` is set; then hosts stop at their next step.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from provision.apply import Options, converge_host
+from provision.model import HostResult, HostSpec, Settings
+from provision.report import Reporter
+
+# Exit codes of `provision up`, documented in its --help. When several apply, the
+# first in this order wins: a usage error, then a failure, then a refusal, then
+# an unreachable host.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a step, the restart or the verification failed (or a host ran out of time)
+EXIT_USAGE = 2  # bad command line, inventory or variable: no host was contacted
+EXIT_UNREACHABLE = 3  # a host could not be reached (network, auth, host key): it was not touched
+EXIT_REFUSED = 4  # pre-flight found problems on a host: nothing was changed on it
+
+GRACE_S = 120.0  # beyond a host's own deadline, before the runner gives up on it
+
+Converge = Callable[[HostSpec, Settings, Options, Reporter, threading.Event], HostResult]
+
+
+def exit_code(results: list[HostResult]) -> int:
+    stages = {r.failed_at for r in results if r.status in ("failed", "unreachable")}
+    if any(r.status == "failed" and r.failed_at != "preflight" for r in results):
+        return EXIT_FAILED
+    if "preflight" in stages:
+        return EXIT_REFUSED
+    if any(r.status == "unreachable" for r in results):
+        return EXIT_UNREACHABLE
+    return EXIT_OK
+
+
+def run_hosts(
+    targets: list[tuple[HostSpec, Settings]],
+    options: Options,
+    reporter: Reporter,
+    *,
+    forks: int = 10,
+    any_errors_fatal: bool = False,
+    converge: Converge = converge_host,
+    grace_s: float = GRACE_S,
+) -> list[HostResult]:
+    """Converge every target; results come back in the targets' order."""
+    todo: queue.Queue[int] = queue.Queue()
+    for index in range(len(targets)):
+        todo.put(index)
+    results: dict[int, HostResult] = {}
+    started: dict[int, float] = {}
+    lock, finished, abort = threading.Lock(), threading.Event(), threading.Event()
+
+    def settle(index: int, result: HostResult) -> None:
+        with lock:
+            if index in results:  # the runner already gave up on this host
+                return
+            results[index] = result
+            if any_errors_fatal and result.status in ("failed", "unreachable"):
+                abort.set()
+        finished.set()
+
+    def worker() -> None:
+        while True:
+            try:
+                index = todo.get_nowait()
+            except queue.Empty:
+                return
+            spec, settings = targets[index]
+            with lock:
+                started[index] = time.monotonic()
+            try:
+                result = converge(spec, settings, options, reporter, abort)
+            except Exception as exc:  # a bug must not take the other hosts down with it
+                result = HostResult(spec.name, "failed", error=f"{spec.name}: internal error: "
+                                    f"{type(exc).__name__}: {exc}", failed_at="apply")
+            settle(index, result)
+
+    for _ in range(max(1, min(forks, len(targets)))):
+        threading.Thread(target=worker, daemon=True).start()
+
+    limit = options.host_timeout + grace_s
+    while len(results) < len(targets):
+        finished.wait(timeout=1.0)
+        finished.clear()
+        now = time.monotonic()
+        with lock:
+            overdue = [i for i, t in started.items() if i not in results and now - t > limit]
+        for index in overdue:
+            name = targets[index][0].name
+            reporter.line(name, "deadline", "failed", now - started[index])
+            settle(index, HostResult(name, "failed", error=f"{name}: did not finish within "
+                                     f"{options.host_timeout:.0f}s (the per-host time limit)",
+                                     failed_at="apply"))
+            threading.Thread(target=worker, daemon=True).start()  # replaces the stuck worker
+    return [results[i] for i in range(len(targets))]
