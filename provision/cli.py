@@ -2,13 +2,108 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
+
+from provision.model import ProvisionError
+
+_INVENTORY = click.option(
+    "-i", "--inventory", type=click.Path(dir_okay=False), envvar="PROVISION_INVENTORY",
+    help="Ansible YAML inventory (default: $PROVISION_INVENTORY, else none: --host is "
+         "then an ssh_config alias or user@host[:port]).")
+_EXTRA = click.option(
+    "-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE|@FILE",
+    help="Set a variable over every other source (repeatable; @file.yml reads a YAML file).")
+_ACCEPT = click.option(
+    "--accept-new-host-key", is_flag=True,
+    help="Trust a host key seen for the first time and record it (in known_hosts_file, else "
+         "~/.ssh/known_hosts). A CHANGED key is always refused.")
 
 
 @click.group()
 @click.version_option(package_name="provision")
 def main() -> None:
     """Take GPU hosts to a running, verified FastDeploy ERNIE-4.5 API server."""
+
+
+@main.command(context_settings={"max_content_width": 100})
+@click.option("--host", help="One host: an inventory name, an ssh_config alias or "
+                             "user@host[:port].")
+@click.option("--limit", metavar="PATTERN",
+              help="Hosts from the inventory: a name, a group, a:b, !name, globs.")
+@_INVENTORY
+@_EXTRA
+@click.option("--check", is_flag=True, help="Gather facts, run pre-flight, print the plan; "
+                                            "change nothing.")
+@click.option("--diff", is_flag=True, help="Show the changes to the unit file and /etc/hosts.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the results as JSON on stdout (progress goes to stderr).")
+@click.option("-v", "--verbose", is_flag=True, help="Show remote output of every step.")
+@click.option("--forks", type=click.IntRange(1, 500), default=10, show_default=True,
+              help="Hosts worked on at once.")
+@click.option("--any-errors-fatal", is_flag=True,
+              help="Stop every host at its next step as soon as one host fails.")
+@click.option("--host-timeout", type=click.FloatRange(min=1), default=4 * 3600.0,
+              show_default=True, metavar="SECONDS", help="Time limit per host.")
+@_ACCEPT
+def up(host: str | None, limit: str | None, inventory: str | None, extra: tuple[str, ...],
+       check: bool, diff: bool, as_json: bool, verbose: bool, forks: int,
+       any_errors_fatal: bool, host_timeout: float, accept_new_host_key: bool) -> None:
+    """Take hosts to a running, verified FastDeploy server (idempotent).
+
+    For each host: one facts trip over SSH, pre-flight checks (nothing is
+    changed when any fails), the steps that must change something, one restart
+    if the unit or the packages changed, then verification over HTTP: /health,
+    /v1/models, one chat completion, /metrics.
+
+    \b
+    Exit status:
+      0  every host converged and verified
+      1  a step, the restart or the verification failed on some host
+         (or a host ran past --host-timeout)
+      2  usage or configuration error: no host was contacted
+      3  some host was unreachable (network, authentication, host key)
+      4  pre-flight refused some host: nothing was changed on it
+    When several apply, the first of 2, 1, 4, 3 wins.
+    """
+    if bool(host) == bool(limit):
+        raise click.UsageError("give exactly one of --host NAME or --limit PATTERN")
+    from provision.commands.up import UpArgs, run_up
+
+    args = UpArgs(inventory=inventory, host=host, limit=limit, extra=extra, check=check,
+                  diff=diff, as_json=as_json, verbose=verbose, forks=forks,
+                  any_errors_fatal=any_errors_fatal,
+                  accept_new_host_key=accept_new_host_key, host_timeout=host_timeout)
+    sys.exit(_guarded(lambda: run_up(args)))
+
+
+@main.command()
+@click.option("--host", required=True, help="An inventory name, an ssh_config alias or "
+                                            "user@host[:port].")
+@_INVENTORY
+@_EXTRA
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+@_ACCEPT
+def facts(host: str, inventory: str | None, extra: tuple[str, ...], as_json: bool,
+          accept_new_host_key: bool) -> None:
+    """Show what one SSH round trip learns about a host: OS, GPUs, driver, Python, state.
+
+    Exit status: 0 shown, 1 facts could not be gathered, 2 usage or
+    configuration error, 3 unreachable.
+    """
+    from provision.commands.facts_cmd import run_facts
+
+    sys.exit(_guarded(lambda: run_facts(inventory, host, extra, as_json, accept_new_host_key)))
+
+
+def _guarded(command) -> int:
+    """Errors the user can act on are printed as one message, never as a traceback."""
+    try:
+        return command()
+    except ProvisionError as exc:
+        click.echo(f"ERROR: {exc}", err=True)
+        return 2
 
 
 def _register_subcommands() -> None:
@@ -18,3 +113,6 @@ def _register_subcommands() -> None:
 
 
 _register_subcommands()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""From command-line arguments to validated (HostSpec, Settings) pairs, before any connection.
+
+Every configuration error of every selected host is collected and reported at
+once, so a fleet run never stops at the first typo and never half-starts.
+"""
+
+from __future__ import annotations
+
+from provision.inventory import load_inventory
+from provision.model import ConfigError, HostSpec, ProvisionError, Settings
+from provision.variables import apply_extra_vars, check_all, parse_extra_vars, settings_for
+
+
+class ConfigErrors(ProvisionError):
+    """All the configuration errors found, each naming its file, key, value and fix."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+def resolve_targets(
+    inventory: str | None, host: str | None, limit: str | None, extra: tuple[str, ...]
+) -> list[tuple[HostSpec, Settings]]:
+    """The hosts to work on, with their settings; raises ConfigErrors listing every problem."""
+    try:
+        inv = load_inventory(inventory)
+        specs = [inv.resolve_host(host)] if host else list(inv.select(limit or "all"))
+        if not specs:
+            raise ConfigError(inventory or "inventory", "--limit", limit,
+                              "the pattern matches no host; check the names and groups")
+        extra_vars = parse_extra_vars(list(extra))
+        specs = [apply_extra_vars(spec, extra_vars) for spec in specs]
+        errors = check_all(specs)
+        if errors:
+            raise ConfigErrors(list(errors))
+        return [(spec, settings_for(spec)) for spec in specs]
+    except ConfigError as exc:
+        raise ConfigErrors([exc]) from None
