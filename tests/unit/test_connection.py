@@ -1,23 +1,13 @@
-"""provision.connection against a real OpenSSH sshd on loopback (no lab VM needed).
-
-The sshd runs as a child of the test with its own host key, client key and config,
-and logs at DEBUG1 so the exec requests can be counted from its log, independently
-of the counter under test.
-"""
+"""provision.connection against a real OpenSSH sshd on loopback (no lab VM needed)."""
 
 from __future__ import annotations
 
 import http.server
-import re
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import paramiko
 import pytest
 import requests
 
@@ -29,66 +19,7 @@ from provision.connection import (
     fingerprint,
 )
 from provision.model import HostSpec, Settings, UnreachableError
-
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, deadline_s: float = 10.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)  # poll interval inside a deadline, not a fixed wait
-    raise AssertionError(f"sshd did not listen on {port} within {deadline_s}s")
-
-
-class Sshd:
-    """A private sshd: its port, keys and log."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = _free_port()
-        self.host_key = root / "host_ed25519"
-        self.client_key = root / "id_ed25519"
-        self.log = root / "sshd.log"
-        for key in (self.host_key, self.client_key):
-            _new_key(key)
-        (root / "authorized_keys").write_text((root / "id_ed25519.pub").read_text())
-        (root / "sshd_config").write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
-            f"PidFile {root}/sshd.pid\nAuthorizedKeysFile {root}/authorized_keys\n"
-            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "AllowTcpForwarding yes\nLogLevel DEBUG1\n"
-        )
-        Path("/run/sshd").mkdir(exist_ok=True)
-        self.proc = subprocess.Popen(
-            [SSHD, "-D", "-f", str(root / "sshd_config"), "-E", str(self.log)]
-        )
-        _wait_port(self.port)
-
-    @property
-    def host_public(self) -> paramiko.PKey:
-        return paramiko.Ed25519Key.from_private_key_file(str(self.host_key))
-
-    def exec_requests(self) -> int:
-        return len(re.findall(r"request exec", self.log.read_text()))
-
-    def known_hosts_line(self) -> str:
-        key = self.host_public
-        return f"[127.0.0.1]:{self.port} {key.get_name()} {key.get_base64()}\n"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+from tests.unit.sshd_server import Sshd, free_port, new_key
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +34,6 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Keep the real ~/.ssh (known_hosts, config) out of every test."""
     monkeypatch.setenv("HOME", str(tmp_path))
     return tmp_path
-
-
-def _new_key(path: Path) -> paramiko.PKey:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return paramiko.Ed25519Key.from_private_key_file(str(path))
 
 
 def _spec(sshd: Sshd, **kw) -> HostSpec:
@@ -165,7 +91,7 @@ def test_accept_new_records_key_then_strict_works(sshd: Sshd, tmp_path: Path) ->
 
 
 def test_changed_key_aborts_before_any_command(sshd: Sshd, tmp_path: Path) -> None:
-    other = _new_key(tmp_path / "old")
+    other = new_key(tmp_path / "old")
     settings = _settings(tmp_path, f"[127.0.0.1]:{sshd.port} ssh-ed25519 {other.get_base64()}\n")
     before = sshd.exec_requests()
     remote = Remote(_spec(sshd), settings, accept_new_host_key=True)  # TOFU never covers a change
@@ -180,7 +106,7 @@ def test_changed_key_aborts_before_any_command(sshd: Sshd, tmp_path: Path) -> No
 def test_inventory_file_wins_over_stale_system_known_hosts(
     sshd: Sshd, tmp_path: Path, isolated_home: Path
 ) -> None:
-    stale = _new_key(tmp_path / "x")
+    stale = new_key(tmp_path / "x")
     (isolated_home / ".ssh").mkdir()
     (isolated_home / ".ssh/known_hosts").write_text(
         f"[127.0.0.1]:{sshd.port} ssh-ed25519 {stale.get_base64()}\n")
@@ -189,7 +115,7 @@ def test_inventory_file_wins_over_stale_system_known_hosts(
 
 
 def test_closed_port_is_unreachable(sshd: Sshd, tmp_path: Path) -> None:
-    spec = _spec(sshd, port=_free_port())
+    spec = _spec(sshd, port=free_port())
     with pytest.raises(UnreachableError, match="box: cannot connect"):
         Remote(spec, _settings(tmp_path, ""), connect_timeout=3).run("true", timeout=5)
 

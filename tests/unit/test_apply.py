@@ -1,0 +1,150 @@
+"""provision.apply on a real sshd and a real HTTP server, with plans written by the test.
+
+The plan and facts stages are pure and tested on their own; here they are
+replaced by fixed values so that what is under test is the carrying out: one
+exec per step, stop at the first failure, the restart handler, verification
+over HTTP, diagnostics in one exec, and the exec budget of a converged host.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from provision import apply, shell
+from provision.apply import Options, converge_host
+from provision.model import Facts, HostSpec, Plan, Problem, Settings, Step
+from provision.report import Reporter
+from tests.unit.sshd_server import Sshd
+from tests.unit.test_verify import Behaviour, Server
+
+FACTS = Facts(hostname="box", kernel="Linux", arch="x86_64", os_id="ubuntu",
+              os_version_id="22.04", os_id_like="debian", os_pretty="Ubuntu 22.04",
+              etc_hosts="", cloud_hosts_template=None, python_version="3.11.2",
+              has_venv=True, has_pip=True, nvidia_smi="ok", nvidia_smi_error=None, gpus=(),
+              driver_version="555.42.02", cuda_version="12.5")
+MODEL = "baidu/ERNIE-4.5-VL-28B-A3B-Paddle"
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A host (the local sshd), an HTTP server playing FastDeploy, and a plan to hand out."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line())
+    http = Server(Behaviour())
+    settings = Settings(known_hosts_file=str(known), api_port=http.port,
+                        metrics_port=http.port, log_dir=str(tmp_path / "log"),
+                        service_name="provision-test-unit", health_timeout=5)
+    spec = HostSpec(name="box", address="127.0.0.1", port=sshd.port, key_file=str(sshd.client_key))
+    state = {"plan": Plan("box", (), (), None, (), MODEL, False)}
+    monkeypatch.setattr(apply, "gather_command", lambda s: "echo facts")
+    monkeypatch.setattr(apply, "parse_facts", lambda host, out: FACTS)
+    monkeypatch.setattr(apply, "make_plan", lambda host, facts, s: state["plan"])
+    monkeypatch.setattr(apply, "describe_plan", lambda plan: [f"would: {s.name}"
+                                                               for s in plan.steps])
+    monkeypatch.setattr(apply, "plan_diffs", lambda plan: "+ExecStart=...")
+    yield spec, settings, state, tmp_path
+    http.stop()
+
+
+def _run(world, **options):
+    spec, settings, _, _ = world
+    out = io.StringIO()
+    return converge_host(spec, settings, Options(**options), Reporter(out)), out.getvalue()
+
+
+def _step(name: str, *lines: str, restart: bool = False) -> Step:
+    return Step(name, f"{name} needed", shell.script(lines), notifies_restart=restart)
+
+
+def test_converged_host_costs_one_exec_and_verifies_over_http(world, sshd: Sshd) -> None:
+    before = sshd.exec_requests()
+    result, out = _run(world)
+    assert result.status == "ok" and result.error is None, out
+    assert [s.name for s in result.steps] == ["facts", "verify health", "verify models",
+                                              "verify chat", "verify metrics"]
+    assert result.exec_requests == 1 == sshd.exec_requests() - before
+    assert "box : " not in out  # the recap is the command's job, not the host's
+
+
+def test_steps_run_in_order_and_stop_at_the_first_failure(world) -> None:
+    spec, settings, state, tmp = world
+    state["plan"] = replace(state["plan"], steps=(
+        _step("one", shell.fmt("echo one > %s", tmp / "one")),
+        _step("two", "echo 'something broke' >&2", "exit 7"),
+        _step("three", shell.fmt("echo three > %s", tmp / "three")),
+    ))
+    result, out = _run(world)
+    assert [(s.name, s.status) for s in result.steps] == [
+        ("facts", "ok"), ("one", "changed"), ("two", "failed")]
+    assert (tmp / "one").exists() and not (tmp / "three").exists()
+    assert result.status == "failed" and result.failed_at == "apply"
+    assert "something broke" in result.steps[-1].output and "exit 7" in result.error
+    assert "box | two | failed" in out
+    assert result.exec_requests == 3
+
+
+def test_pip_no_matching_distribution_names_the_python(world) -> None:
+    spec, settings, state, tmp = world
+    state["plan"] = replace(state["plan"], steps=(_step(
+        "fastdeploy", "echo 'ERROR: No matching distribution found for fastdeploy-gpu==2.5.0'",
+        "exit 1"),))
+    result, _ = _run(world)
+    assert "Python 3.11.2" in result.error and "Python 3.10" in result.error
+
+
+def test_preflight_errors_change_nothing(world) -> None:
+    spec, settings, state, tmp = world
+    problem = Problem("box", "gpu", "none", "no NVIDIA GPU found", "use a GPU host")
+    state["plan"] = replace(state["plan"], problems=(problem,),
+                            steps=(_step("one", shell.fmt("touch %s", tmp / "one")),))
+    result, out = _run(world)
+    assert result.failed_at == "preflight" and result.problems == [problem]
+    assert not (tmp / "one").exists() and result.exec_requests == 1
+    assert "box | ERROR: no NVIDIA GPU found (gpu=none). Fix: use a GPU host" in out
+
+
+def test_check_mode_prints_the_plan_and_runs_nothing(world) -> None:
+    spec, settings, state, tmp = world
+    state["plan"] = replace(state["plan"], steps=(
+        _step("venv", shell.fmt("touch %s", tmp / "venv")),), restart=True)
+    result, out = _run(world, check=True, diff=True)
+    assert result.status == "changed" and [s.status for s in result.steps] == ["ok", "changed"]
+    assert "would: venv" in out and "+ExecStart=..." in out
+    assert not (tmp / "venv").exists() and result.exec_requests == 1
+
+
+def test_failed_restart_reports_the_logs(world, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, settings, state, tmp = world
+    (tmp / "log").mkdir()
+    (tmp / "log" / "workerlog.0").write_text("ValueError: begin_norm_axis must be in range\n")
+    monkeypatch.setattr(apply, "restart_script", lambda s: "echo 'unit not found' >&2; exit 5")
+    state["plan"] = replace(state["plan"], steps=(_step("unit", "true", restart=True),),
+                            restart=True)
+    result, _ = _run(world)
+    assert result.status == "failed" and result.failed_at == "apply"
+    assert "unit not found" in result.error
+    assert "begin_norm_axis" in result.error  # workerlog.0, fetched with the journal
+    assert result.exec_requests == 4  # facts, unit, restart, diagnostics
+
+
+def test_verify_failure_carries_the_worker_log(world) -> None:
+    spec, settings, state, tmp = world
+    (tmp / "log").mkdir()
+    (tmp / "log" / "workerlog.0").write_text("CUDA error 209: no kernel image\n")
+    settings = replace(settings, api_port=1, metrics_port=1)  # nothing listens there
+    out = io.StringIO()
+    result = converge_host(spec, settings, Options(), Reporter(out))
+    assert result.failed_at == "verify"
+    assert "not healthy within 5s" in result.error and "CUDA error 209" in result.error
