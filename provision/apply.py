@@ -208,6 +208,7 @@ class HostRun:
     def _apply_steps(self, plan: Plan, facts: Facts) -> bool:
         for step in plan.steps:
             self._check_abort()
+            self.reporter.line(self.spec.name, step.name, "running", None, step.reason)
             start = time.monotonic()
             try:
                 got = self.remote.run(step.script, self.deadline.cap(step.timeout_s))

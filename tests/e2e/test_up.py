@@ -152,8 +152,8 @@ def test_release_24_picks_the_sm_split_index_then_25_the_per_cuda_one(
                                                               h100.name: "changed"}
     l40s_build, h100_build = _installed_build(l40s), _installed_build(h100)
     assert l40s_build["version"] == "2.4.0" and h100_build["version"] == "2.4.0"
-    assert sorted(l40s_build["sms"]) == [86, 89]  # fastdeploy-gpu-86_89
-    assert sorted(h100_build["sms"]) == [80, 90]  # fastdeploy-gpu-80_90
+    assert l40s_build["index"] == "fastdeploy-gpu-86_89" and sorted(l40s_build["sms"]) == [86, 89]
+    assert h100_build["index"] == "fastdeploy-gpu-80_90" and sorted(h100_build["sms"]) == [80, 90]
     assert _chat(l40s.address) and _chat(h100.address)
 
     code, new, err = up_json(home, inventory, "--limit", limit, "-e", "fastdeploy_version=2.5.0")
@@ -163,8 +163,8 @@ def test_release_24_picks_the_sm_split_index_then_25_the_per_cuda_one(
         assert build["version"] == "2.5.0"
         assert sorted(build["sms"]) == [80, 86, 89, 90]  # one per-CUDA wheel for every SM
         assert _chat(host.address)
-    assert _installed_build(h100)["cuda"] == "12.9"  # its driver allows cu129
-    assert _installed_build(l40s)["cuda"] == "12.6"  # 550.127 is below cu129's minimum
+    assert _installed_build(h100)["index"] == "cu129"  # its driver allows CUDA 12.9
+    assert _installed_build(l40s)["index"] == "cu126"  # 550.127 is below cu129's minimum
 
 
 @pytest.mark.parametrize("role, key", [
