@@ -12,6 +12,7 @@ Answers are deterministic: a canned answer from the lab's answers file, else a s
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -43,6 +44,11 @@ class LabHTTPServer(ThreadingHTTPServer):
     def __init__(self, address, handler, state: ServerState) -> None:
         self.state = state
         super().__init__(address, handler)
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up mid-stream is routine; keep it out of stderr, as uvicorn does.
+        api_server_logger().warning(f"request from {client_address} ended early: "
+                                    f"{sys.exc_info()[1]!r}")
 
 
 def _last_user_text(messages: list) -> str:
@@ -76,6 +82,8 @@ def _reasoning(state: ServerState, body: dict, question: str) -> str | None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server_version = "uvicorn"
+    sys_version = ""
     server: LabHTTPServer
 
     # ------------------------------------------------------------------ plumbing
