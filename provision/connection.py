@@ -256,14 +256,15 @@ class Remote:
         """Run a POSIX sh script as ONE exec request; the exit status is the caller's to judge.
 
         The script goes through `/bin/sh -c` so the login shell of the remote user does not
-        matter. Transport failures raise UnreachableError; a slow command RemoteTimeout.
+        matter (and through `sudo -n` for a non-root login). Transport failures raise
+        UnreachableError; a slow command RemoteTimeout.
         """
         transport = self._transport()
         start = time.monotonic()
         try:
             chan = transport.open_session(timeout=self.connect_timeout)
             self.exec_requests += 1
-            chan.exec_command(shell.cmd("/bin/sh", "-c", script))
+            chan.exec_command(self._command(script))
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
@@ -280,6 +281,16 @@ class Remote:
             raise UnreachableError(f"{self.spec.name}: the connection dropped mid-command")
         decode = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
         return Result(rc, decode(out), decode(err), time.monotonic() - start)
+
+    def _command(self, script: str) -> str:
+        """`/bin/sh -c script`, through `sudo -n` when logged in as someone other than root.
+
+        Cloud images log in as a user with passwordless sudo (ubuntu@...); `-n` makes a
+        sudo that wants a password fail at once instead of hanging on a prompt.
+        """
+        if self._conn is not None and self._conn.user != "root":
+            return shell.cmd("sudo", "-n", "/bin/sh", "-c", script)
+        return shell.cmd("/bin/sh", "-c", script)
 
     def _collect(self, chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
         out, err = bytearray(), bytearray()
