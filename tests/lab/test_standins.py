@@ -689,20 +689,30 @@ def test_server_serves_on_a_matching_gpu(venvs, gpu_host, servers):
     assert server.finish(timeout=5)[0] == 0
 
 
-def test_server_auth_and_canned_answers(venvs, gpu_host, servers):
+def test_server_auth_answers_config_file_and_local_model(venvs, gpu_host, servers, tmp_path):
     (gpu_host.etc / "answers.json").write_text(json.dumps(
         {"probability": "The probability is 1/6.", "capital of france": "Paris."}))
-    server = servers(venvs("cu126"), gpu_host("l40s", PROVISION_LAB_LOAD_SECONDS="0.2",
-                                              FD_API_KEY="k1,k2"), gpu_host.cwd)
+    (gpu_host.etc / "load-seconds").write_text("0.2\n")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    config = tmp_path / "server.yaml"
+    config.write_text("served_model_name: lab-model  # from --config\nenable_logprob: true\n")
+    env = gpu_host("l40s", FD_API_KEY="k1,k2")
+    del env["PROVISION_LAB_LOAD_SECONDS"]  # the lab's file decides
+    server = servers(venvs("cu126"), env, gpu_host.cwd, "--model", str(weights),
+                     "--config", str(config), "--enable-mm")
     wait_until(lambda: port_open(server.port) or server.proc.poll() is not None)
     ask = {"messages": [{"role": "user", "content": "What is the Capital of France?"}]}
-    assert http(f"{server.url}/v1/chat/completions", ask)[:1] == (401,)
+    assert http(f"{server.url}/v1/chat/completions", ask)[0] == 401
     assert json.loads(http(f"{server.url}/v1/models")[2]) == {"error": "Unauthorized"}
     assert http(f"{server.url}/health")[0] == 200  # only /v1 is protected
-    status, _, body = http(f"{server.url}/v1/chat/completions", ask,
-                           {"Authorization": "Bearer k2"})
+    key = {"Authorization": "Bearer k2"}
+    status, _, body = http(f"{server.url}/v1/chat/completions", ask, key)
     answer = json.loads(body)["choices"][0]["message"]
     assert (status, answer["content"], answer["reasoning_content"]) == (200, "Paris.", None)
+    model = json.loads(http(f"{server.url}/v1/models", headers=key)[2])["data"][0]
+    assert (model["id"], model["root"]) == ("lab-model", str(weights))
+    assert "Deprecated option is detected: --enable-mm" in server.log("console.log")
 
 
 def test_server_rejects_an_unknown_flag(venvs, gpu_host, servers):
