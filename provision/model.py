@@ -99,6 +99,7 @@ class Installed:
     service_active: str | None = None  # `systemctl is-active` word
     service_enabled: str | None = None  # `systemctl is-enabled` word
     service_restarts: int | None = None  # NRestarts
+    venv_kind: str = "missing"  # what venv_dir is: "link", "dir" (not ours: moved aside), "missing"
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Facts:
     systemd_state: str = "unknown"  # `systemctl is-system-running`
     listeners: tuple[Listener, ...] = ()
     installed: Installed = field(default_factory=Installed)
+    cloud_hosts_template_path: str | None = None  # where cloud_hosts_template was read from
 
 
 # --------------------------------------------------------------------------- plan

@@ -1,0 +1,231 @@
+"""Facts: one remote command (`gather_command`) and pure parsers (`parse_facts`).
+
+pyinfra splits a fact into a command and a pure `process()`; testinfra frames output
+between markers. We do both in ONE trip: the stdlib script in facts_script.py prints
+framed JSON, and everything here turns text into typed Facts without I/O, so the
+parsers are tested on real nvidia-smi outputs kept as fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from provision import shell
+from provision.model import Facts, Gpu, Installed, Listener, ProvisionError, Settings
+
+BEGIN = "===PROVISION-FACTS-BEGIN==="
+END = "===PROVISION-FACTS-END==="
+# Used when neither nvidia-smi nor the name table knows the compute capability: sm == 0,
+# which pre-flight reports as unsupported, naming the GPU.
+UNKNOWN_CAP = "0.0"
+_SCRIPT = Path(__file__).with_name("facts_script.py")
+
+
+def unit_path(settings: Settings) -> str:
+    """Where the service's unit lives; the facts trip digests it and the service step writes it."""
+    return f"/etc/systemd/system/{settings.service_name}.service"
+
+
+def disk_paths(settings: Settings) -> tuple[str, ...]:
+    """Paths whose free space pre-flight checks: where releases and weights go."""
+    return (settings.releases_dir, settings.model_cache_dir)
+
+
+def gather_command(settings: Settings) -> str:
+    """The one exec string: the facts script under the host's python3, framed JSON out.
+
+    A host without that interpreter still prints a frame (with python3: false), so the
+    plan can report "python3 missing" with a fix instead of a parse error.
+    """
+    args = {
+        "venv_dir": settings.venv_dir,
+        "releases_dir": settings.releases_dir,
+        "unit_path": unit_path(settings),
+        "env_file": settings.env_file,
+        "service": settings.service_name,
+        "disk_paths": list(disk_paths(settings)),
+        "ports": [settings.api_port, settings.metrics_port,
+                  settings.engine_worker_queue_port, settings.cache_queue_port],
+    }
+    missing = json.dumps({"python3": False, "interpreter": settings.python})
+    run = shell.cmd(settings.python, "-c", _SCRIPT.read_text(), json.dumps(args))
+    return (shell.fmt("if command -v %s >/dev/null 2>&1; then ", settings.python) + run
+            + shell.fmt("; else printf '%%s\\n' %s %s %s; fi", BEGIN, missing, END))
+
+
+# --------------------------------------------------------------------------- nvidia-smi
+
+
+@lru_cache(maxsize=1)
+def _caps_by_name() -> dict[str, str]:
+    text = resources.files("provision.data").joinpath("gpus.yaml").read_text()
+    return {str(k): str(v) for k, v in yaml.safe_load(text)["compute_cap_by_name"].items()}
+
+
+def compute_cap_from_name(name: str) -> str:
+    """SM from the model name, for drivers that cannot report it (R470): longest key wins.
+
+    >>> compute_cap_from_name("NVIDIA A100-SXM4-80GB")
+    '8.0'
+    """
+    upper = name.upper()
+    hits = [key for key in _caps_by_name() if key.upper() in upper]
+    return _caps_by_name()[max(hits, key=len)] if hits else UNKNOWN_CAP
+
+
+def _mib(value: str) -> int:
+    """'81559', '81559 MiB' -> 81559; '[N/A]', 'N/A', '[Not Supported]' -> 0."""
+    match = re.match(r"\s*(\d+)", value)
+    return int(match.group(1)) if match else 0
+
+
+def parse_gpu_csv(text: str, with_cap: bool = True) -> tuple[list[Gpu], str | None]:
+    """GPUs and the driver version from `--query-gpu=... --format=csv,noheader,nounits`.
+
+    Fields are split on ", " (names contain spaces); a header row is tolerated.
+    Without compute_cap (R470) the SM comes from the name table in data/gpus.yaml.
+    """
+    gpus: list[Gpu] = []
+    driver = None
+    width = 7 if with_cap else 6
+    for line in text.splitlines():
+        cols = [c.strip() for c in line.split(", ")]
+        if len(cols) != width or not cols[0].isdigit():
+            continue
+        if with_cap:
+            index, name, uuid, cap, total, used, drv = cols
+            if not re.fullmatch(r"\d+\.\d+", cap):
+                cap = compute_cap_from_name(name)
+        else:
+            index, name, uuid, total, used, drv = cols
+            cap = compute_cap_from_name(name)
+        gpus.append(Gpu(int(index), name, uuid, cap, _mib(total), _mib(used)))
+        if re.fullmatch(r"[\d.]+", drv):
+            driver = driver or drv
+    return gpus, driver
+
+
+def parse_smi_table(text: str) -> tuple[str | None, str | None]:
+    """(driver, cuda) from the plain table header; R610 labels them KMD / CUDA UMD Version.
+
+    Regexes, never column offsets: the header's width changes by driver branch.
+    """
+    driver = re.search(r"(?:Driver|KMD) Version:\s*([\d.]+)", text)
+    cuda = re.search(r"CUDA (?:UMD )?Version:\s*([\d.]+)", text)
+    return (driver.group(1) if driver else None, cuda.group(1) if cuda else None)
+
+
+def _first_line(raw: dict) -> str:
+    text = (raw.get("out") or "") + "\n" + (raw.get("err") or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"exit {raw.get('rc')}: " + (lines[0] if lines else "(no output)")
+
+
+def parse_nvidia(raw: dict | None) -> dict:
+    """The GPU part of Facts from the raw nvidia-smi outcomes the script collected."""
+    if raw is None:
+        return {"nvidia_smi": "missing", "nvidia_smi_error": "nvidia-smi: command not found",
+                "gpus": (), "driver_version": None, "cuda_version": None}
+    table = raw.get("table") or {}
+    t_driver, cuda = parse_smi_table(table.get("out") or "")
+    query = raw["query"]
+    if query["rc"] == 0:
+        gpus, driver = parse_gpu_csv(query["out"], with_cap=True)
+    elif raw.get("query_no_cap") and raw["query_no_cap"]["rc"] == 0:
+        gpus, driver = parse_gpu_csv(raw["query_no_cap"]["out"], with_cap=False)
+    else:
+        return {"nvidia_smi": "error", "nvidia_smi_error": _first_line(query), "gpus": (),
+                "driver_version": t_driver, "cuda_version": cuda}
+    return {"nvidia_smi": "ok", "nvidia_smi_error": None, "gpus": tuple(gpus),
+            "driver_version": driver or t_driver, "cuda_version": cuda}
+
+
+# --------------------------------------------------------------------------- frame -> Facts
+
+
+def unframe(host: str, stdout: str) -> dict:
+    """The JSON between the markers; a clear error (with what came instead) when absent."""
+    start, end = stdout.rfind(BEGIN), stdout.rfind(END)
+    if start < 0 or end < start:
+        head = "\n".join(stdout.strip().splitlines()[:5]) or "(no output)"
+        raise ProvisionError(
+            f"{host}: the facts command printed no {BEGIN} ... {END} frame; its output began "
+            f"with:\n{head}\nFix: make the login shell quiet (no output from ~/.bashrc for "
+            "non-interactive shells) and check that python3 runs on the host")
+    body = stdout[start + len(BEGIN):end]
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ProvisionError(f"{host}: the facts frame is not valid JSON ({exc}); "
+                             f"first 200 characters: {body.strip()[:200]!r}") from exc
+
+
+def _installed(raw: dict) -> Installed:
+    return Installed(
+        current_release=raw.get("current_release"),
+        releases=tuple(raw.get("releases") or ()),
+        paddle_version=raw.get("paddle_version"),
+        fastdeploy_version=raw.get("fastdeploy_version"),
+        unit_sha256=raw.get("unit_sha256"),
+        unit_text=raw.get("unit_text"),
+        env_sha256=raw.get("env_sha256"),
+        env_mode=raw.get("env_mode"),
+        service_active=raw.get("service_active"),
+        service_enabled=raw.get("service_enabled"),
+        service_restarts=raw.get("service_restarts"),
+        venv_kind=raw.get("venv_kind", "missing"),
+    )
+
+
+def _without_python(data: dict) -> Facts:
+    return Facts(hostname="", kernel="", arch="", os_id="", os_version_id="", os_id_like="",
+                 os_pretty="", etc_hosts=None, cloud_hosts_template=None, python_version=None,
+                 has_venv=False, has_pip=False, nvidia_smi="missing",
+                 nvidia_smi_error="not gathered: python3 is missing", gpus=(),
+                 driver_version=None, cuda_version=None)
+
+
+def facts_from_json(data: dict) -> Facts:
+    """Typed Facts from the script's JSON (pure)."""
+    if data.get("python3") is False:
+        return _without_python(data)
+    osr = data.get("os_release") or {}
+    cloud = data.get("cloud_init") or {}
+    return Facts(
+        hostname=data["hostname"],
+        kernel=data["kernel"],
+        arch=data["arch"],
+        os_id=osr.get("ID", ""),
+        os_version_id=osr.get("VERSION_ID", ""),
+        os_id_like=osr.get("ID_LIKE", ""),
+        os_pretty=osr.get("PRETTY_NAME", ""),
+        etc_hosts=data.get("etc_hosts"),
+        cloud_hosts_template=cloud.get("text"),
+        cloud_hosts_template_path=cloud.get("path"),
+        python_version=data.get("python_version"),
+        has_venv=bool(data.get("has_venv")),
+        has_pip=bool(data.get("has_pip")),
+        disk_free_mib=dict(data.get("disk_free_mib") or {}),
+        mem_total_mib=int(data.get("mem_total_mib") or 0),
+        systemd_state=data.get("systemd_state") or "unknown",
+        listeners=tuple(Listener(x["port"], x.get("pid"), x.get("command"), x.get("unit"))
+                        for x in data.get("listeners") or ()),
+        installed=_installed(data.get("installed") or {}),
+        **parse_nvidia(data.get("nvidia_smi")),
+    )
+
+
+def parse_facts(host: str, stdout: str) -> Facts:
+    """Facts from the facts command's stdout; ProvisionError naming the host when unusable."""
+    data = unframe(host, stdout)
+    try:
+        return facts_from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProvisionError(f"{host}: the facts JSON lacks or mangles {exc}; "
+                             "the facts script and this provision version may differ") from exc
