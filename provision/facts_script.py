@@ -34,7 +34,8 @@ def read(path):
 def run(argv, timeout=30):
     """Raw outcome of a command: never raises, so one missing tool cannot hide the others."""
     try:
-        got = subprocess.run(argv, capture_output=True, timeout=timeout, text=True, errors="replace")
+        got = subprocess.run(argv, capture_output=True, timeout=timeout, text=True,
+                             errors="replace")
         return {"rc": got.returncode, "out": got.stdout, "err": got.stderr}
     except FileNotFoundError:
         return {"rc": 127, "out": "", "err": "command not found: " + argv[0]}
@@ -130,8 +131,8 @@ def listeners(ports):
         pid = owners.get(port)
         entry = {"port": port, "pid": pid, "command": None, "unit": None}
         if pid is not None:
-            entry["command"] = (read("/proc/%d/comm" % pid) or "").strip() or None
-            for line in (read("/proc/%d/cgroup" % pid) or "").splitlines():
+            entry["command"] = (read(f"/proc/{pid}/comm") or "").strip() or None
+            for line in (read(f"/proc/{pid}/cgroup") or "").splitlines():
                 for part in line.rsplit(":", 1)[-1].split("/"):
                     if part.endswith(".service"):
                         entry["unit"] = part
@@ -203,7 +204,7 @@ def main():
         "hostname": socket.gethostname(),
         "etc_hosts": read("/etc/hosts"),
         "cloud_init": cloud_init(osr),
-        "python_version": "%d.%d.%d" % sys.version_info[:3],
+        "python_version": ".".join(str(n) for n in sys.version_info[:3]),
         "has_venv": has_venv,
         "has_pip": has_pip,
         "nvidia_smi": nvidia(),
