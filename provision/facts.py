@@ -37,6 +37,15 @@ def disk_paths(settings: Settings) -> tuple[str, ...]:
     return (settings.releases_dir, settings.model_cache_dir)
 
 
+def model_paths(settings: Settings) -> tuple[str, ...]:
+    """Where the weights are when present: model_dir, or FD's download cache (reference §5.3:
+    AIStudio/ModelScope use <cache>/PaddlePaddle/<name>, Hugging Face <cache>/baidu/<name>)."""
+    if settings.model_dir:
+        return (settings.model_dir,)
+    tail = settings.model.rsplit("/", 1)[-1]
+    return tuple(f"{settings.model_cache_dir}/{org}/{tail}" for org in ("PaddlePaddle", "baidu"))
+
+
 def gather_command(settings: Settings) -> str:
     """The one exec string: the facts script under the host's python3, framed JSON out.
 
@@ -50,6 +59,7 @@ def gather_command(settings: Settings) -> str:
         "env_file": settings.env_file,
         "service": settings.service_name,
         "disk_paths": list(disk_paths(settings)),
+        "model_paths": list(model_paths(settings)),
         "ports": [settings.api_port, settings.metrics_port,
                   settings.engine_worker_queue_port, settings.cache_queue_port],
     }
@@ -217,6 +227,7 @@ def facts_from_json(data: dict) -> Facts:
         listeners=tuple(Listener(x["port"], x.get("pid"), x.get("command"), x.get("unit"))
                         for x in data.get("listeners") or ()),
         installed=_installed(data.get("installed") or {}),
+        model_present=bool(data.get("model_present")),
         **parse_nvidia(data.get("nvidia_smi")),
     )
 

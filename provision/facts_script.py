@@ -213,6 +213,7 @@ def main():
         "systemd_state": run(["systemctl", "is-system-running"])["out"].strip() or "unknown",
         "listeners": listeners(args["ports"]),
         "installed": installed(args),
+        "model_present": any(os.path.isdir(p) for p in args["model_paths"]),
     }
     sys.stdout.write(f"\n{BEGIN}\n{json.dumps(facts)}\n{END}\n")
 

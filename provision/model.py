@@ -129,6 +129,7 @@ class Facts:
     listeners: tuple[Listener, ...] = ()
     installed: Installed = field(default_factory=Installed)
     cloud_hosts_template_path: str | None = None  # where cloud_hosts_template was read from
+    model_present: bool = False  # the weights' directory exists (model_dir, or the cache's copy)
 
 
 # --------------------------------------------------------------------------- plan
