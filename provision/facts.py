@@ -25,6 +25,9 @@ END = "===PROVISION-FACTS-END==="
 # which pre-flight reports as unsupported, naming the GPU.
 UNKNOWN_CAP = "0.0"
 _SCRIPT = Path(__file__).with_name("facts_script.py")
+# The nvidia-smi queries the script makes; the CSV parser below expects these columns.
+QUERY_FIELDS = "index,name,uuid,compute_cap,memory.total,memory.used,driver_version"
+QUERY_FIELDS_NO_CAP = "index,name,uuid,memory.total,memory.used,driver_version"
 
 
 def unit_path(settings: Settings) -> str:
@@ -60,6 +63,8 @@ def gather_command(settings: Settings) -> str:
         "service": settings.service_name,
         "disk_paths": list(disk_paths(settings)),
         "model_paths": list(model_paths(settings)),
+        "query": QUERY_FIELDS,
+        "query_no_cap": QUERY_FIELDS_NO_CAP,
         "ports": [settings.api_port, settings.metrics_port,
                   settings.engine_worker_queue_port, settings.cache_queue_port],
     }

@@ -19,8 +19,6 @@ import sys
 
 BEGIN = "===PROVISION-FACTS-BEGIN==="
 END = "===PROVISION-FACTS-END==="
-QUERY = "index,name,uuid,compute_cap,memory.total,memory.used,driver_version"
-QUERY_NO_CAP = "index,name,uuid,memory.total,memory.used,driver_version"
 
 
 def read(path):
@@ -76,13 +74,13 @@ def cloud_init(osr):
     return {"path": path, "text": read(path)}
 
 
-def nvidia():
+def nvidia(fields, fields_no_cap):
     if shutil.which("nvidia-smi") is None:
         return None
-    query = run(["nvidia-smi", "--query-gpu=" + QUERY, "--format=csv,noheader,nounits"])
+    query = run(["nvidia-smi", "--query-gpu=" + fields, "--format=csv,noheader,nounits"])
     fallback = None
     if query["rc"] != 0 and "compute_cap" in query["out"] + query["err"]:
-        fallback = run(["nvidia-smi", "--query-gpu=" + QUERY_NO_CAP,
+        fallback = run(["nvidia-smi", "--query-gpu=" + fields_no_cap,
                         "--format=csv,noheader,nounits"])
     return {"query": query, "query_no_cap": fallback, "table": run(["nvidia-smi"])}
 
@@ -207,7 +205,7 @@ def main():
         "python_version": ".".join(str(n) for n in sys.version_info[:3]),
         "has_venv": has_venv,
         "has_pip": has_pip,
-        "nvidia_smi": nvidia(),
+        "nvidia_smi": nvidia(args["query"], args["query_no_cap"]),
         "disk_free_mib": {path: disk_free(path) for path in args["disk_paths"]},
         "mem_total_mib": mem_total_mib(),
         "systemd_state": run(["systemctl", "is-system-running"])["out"].strip() or "unknown",
