@@ -25,7 +25,7 @@ TIMEOUT_STOP_S = 90  # above FastDeploy's graceful-shutdown default (30 s), refe
 RESTART_S = 15
 NOFILE = 65536
 MASK = "********"
-_SAFE = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
+_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
 
 def systemd_quote(word: str, exec_line: bool = True) -> str:

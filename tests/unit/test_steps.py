@@ -1,0 +1,229 @@
+"""Steps: pure renderers, quoting, and the generated scripts run for real in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from provision.model import ProvisionError, Settings
+from provision.steps.hosts import BEGIN, END, render_hosts
+from provision.steps.release import pip_args, prune_list
+from provision.steps.service import (
+    ENV_MODE,
+    env_step,
+    render_env,
+    render_unit,
+    systemd_quote,
+)
+from tests.unit.lab_facts import facts_from_profile
+
+# --------------------------------------------------------------------------- /etc/hosts
+
+
+@pytest.mark.parametrize("current, want", [
+    (None, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+           f"{BEGIN}\n127.0.0.1\tgpu1\n{END}\n"),
+    ("", f"{BEGIN}\n127.0.0.1\tgpu1\n{END}\n"),
+    ("127.0.0.1 localhost\n10.1.2.3   db.internal db  # keep me\n",
+     "127.0.0.1 localhost\n10.1.2.3   db.internal db  # keep me\n"
+     f"{BEGIN}\n127.0.0.1\tgpu1\n{END}\n"),
+    ("10.0.0.1 a", f"10.0.0.1 a\n{BEGIN}\n127.0.0.1\tgpu1\n{END}\n"),  # no final newline
+    (f"# top\n{BEGIN}\n127.0.0.1\told-name\n{END}\n10.0.0.9 after\n",
+     f"# top\n{BEGIN}\n127.0.0.1\tgpu1\n{END}\n10.0.0.9 after\n"),  # block replaced in place
+    ("127.0.1.1 gpu1\r\n::1 ip6\r\n", f"127.0.1.1 gpu1\r\n::1 ip6\r\n{BEGIN}\n127.0.0.1\tgpu1\n"
+                                     f"{END}\n"),  # CRLF lines kept as they were
+])
+def test_render_hosts(current: str | None, want: str) -> None:
+    assert render_hosts(current, "gpu1") == want
+    assert render_hosts(want, "gpu1") == want  # idempotent
+
+
+def test_render_hosts_fqdn_adds_short_name() -> None:
+    assert "127.0.0.1\tgpu1.lab.example gpu1\n" in render_hosts("", "gpu1.lab.example")
+
+
+def test_hosts_step_writes_the_file_for_real(tmp_path: Path) -> None:
+    """The generated script, run by sh against a copy: every other byte kept."""
+    from provision import shell
+
+    path = tmp_path / "hosts"
+    original = "127.0.0.1 localhost\n# a comment with 'quotes' and $dollars\n10.0.0.7 x\n"
+    path.write_text(original)
+    new = render_hosts(original, "gpu1")
+    subprocess.run(["sh", "-c", shell.script([shell.write_file(str(path), new, "0644")])],
+                   check=True)
+    assert path.read_text() == new and path.read_text().startswith(original)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_no_hosts_step_when_the_block_is_right() -> None:
+    from provision.steps.hosts import hosts_steps
+
+    facts = facts_from_profile("a100", etc_hosts=render_hosts("127.0.0.1 localhost\n", "gpu1"))
+    assert hosts_steps(facts) == []
+    cloud = facts_from_profile("a100", etc_hosts=facts.etc_hosts,
+                               cloud_hosts_template="## template:jinja\n127.0.0.1 {{fqdn}}\n",
+                               cloud_hosts_template_path="/etc/cloud/templates/hosts.debian.tmpl")
+    [step] = hosts_steps(cloud)
+    assert step.name == "hosts-cloud-init" and "## template:jinja" in step.script
+
+
+# --------------------------------------------------------------------------- systemd quoting
+
+
+@pytest.mark.parametrize("word, want", [
+    ("--port", "--port"),
+    ("/opt/fastdeploy/venv/bin/python", "/opt/fastdeploy/venv/bin/python"),
+    ("0.0.0.0", "0.0.0.0"),
+    ("a b", '"a b"'),
+    ("", '""'),
+    ('{"image": 100}', '"{\\"image\\": 100}"'),
+    ("50%", "50%%"),
+    ("$HOME", '"$$HOME"'),
+    ("back\\slash", '"back\\\\slash"'),
+    (";", '";"'),
+    ("it's", '"it\'s"'),
+])
+def test_systemd_quote(word: str, want: str) -> None:
+    assert systemd_quote(word) == want
+
+
+def test_systemd_quote_refuses_line_breaks() -> None:
+    with pytest.raises(ProvisionError, match="line break"):
+        systemd_quote("a\nExecStartPre=/bin/evil")
+
+
+def test_environment_lines_keep_dollars() -> None:
+    assert systemd_quote("A=$x y", exec_line=False) == '"A=$x y"'
+
+
+# --------------------------------------------------------------------------- the unit
+
+
+def _settings(tmp_path: Path, **changes) -> Settings:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    python = venv / "bin" / "python"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    return Settings(venv_dir=str(venv), data_dir=str(tmp_path), log_dir=str(tmp_path / "log"),
+                    model_cache_dir=str(tmp_path / "models"), env_file=str(tmp_path / "env"),
+                    **changes)
+
+
+def _verify(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    unit = tmp_path / "fastdeploy.service"
+    unit.write_text(text)
+    return subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, cuda_visible_devices="0,1")
+    argv = ("--model", "baidu/ERNIE-4.5-VL-28B-A3B-Paddle", "--port", "8180",
+            "--limit-mm-per-prompt", '{"image": 100}', "--gpu-memory-utilization", "0.9")
+    text = render_unit(settings, argv)
+    got = _verify(tmp_path, text)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert got.stderr.strip() == "", got.stderr
+    for line in ("Type=simple", "KillMode=control-group", "Restart=always",
+                 "StartLimitIntervalSec=0", f"WorkingDirectory={tmp_path}",
+                 f"Environment=HOME={tmp_path}", f"Environment=FD_MODEL_CACHE={tmp_path}/models",
+                 f"Environment=FD_LOG_DIR={tmp_path}/log", "Environment=CUDA_VISIBLE_DEVICES=0,1",
+                 "Environment=ENABLE_V1_KVCACHE_SCHEDULER=1", f"EnvironmentFile=-{tmp_path}/env"):
+        assert line + "\n" in text
+    assert (f"ExecStart={tmp_path}/venv/bin/python -m fastdeploy.entrypoints.openai.api_server "
+            '--model baidu/ERNIE-4.5-VL-28B-A3B-Paddle --port 8180 --limit-mm-per-prompt '
+            '"{\\"image\\": 100}" --gpu-memory-utilization 0.9\n') in text
+
+
+def test_systemd_analyze_catches_a_broken_unit(tmp_path: Path) -> None:
+    """The check above can fail: a unit whose ExecStart binary is missing is refused."""
+    text = render_unit(_settings(tmp_path), ("--port", "8180"))
+    (tmp_path / "venv" / "bin" / "python").unlink()
+    assert _verify(tmp_path, text).returncode != 0
+
+
+def test_unit_is_deterministic_and_reflects_settings(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert render_unit(settings, ("a",)) == render_unit(settings, ("a",))
+    assert render_unit(settings, ("a",)) != render_unit(settings, ("b",))
+    assert "CUDA_VISIBLE_DEVICES" not in render_unit(settings, ("a",))
+
+
+# --------------------------------------------------------------------------- the env file
+
+
+def test_env_file(tmp_path: Path) -> None:
+    assert "FD_API_KEY" not in render_env(Settings())
+    text = render_env(Settings(api_key="k-123$x"))
+    assert "FD_API_KEY='k-123$x'\n" in text
+    with pytest.raises(ProvisionError):
+        render_env(Settings(api_key="a'b"))
+    step = env_step(facts_from_profile("a100"), Settings(api_key="k-123$x",
+                                                         env_file=str(tmp_path / "e" / "env")))
+    assert step is not None and "k-123" not in step.reason and "k-123" not in (step.diff or "")
+    subprocess.run(["sh", "-c", step.script], check=True)
+    written = tmp_path / "e" / "env"
+    assert written.read_text() == text
+    assert stat.S_IMODE(written.stat().st_mode) == ENV_MODE
+    # systemd's own parser reads the value back unchanged (checked through a real sh here:
+    # single quotes are literal in both)
+    assert shlex.split(written.read_text().splitlines()[1].split("=", 1)[1]) == ["k-123$x"]
+
+
+# --------------------------------------------------------------------------- release
+
+
+def test_pip_args_use_only_the_paddle_index() -> None:
+    args = pip_args("fastdeploy-gpu==2.5.0", "https://idx.example/cu126/", None)
+    assert args == ["install", "--disable-pip-version-check", "--no-input",
+                    "fastdeploy-gpu==2.5.0", "-i", "https://idx.example/cu126/"]
+    http = pip_args("x==1", "http://10.9.0.1:8000/cu126/", "http://10.9.0.1:8001/pypi/")
+    assert http[-6:] == ["--extra-index-url", "http://10.9.0.1:8001/pypi/", "--trusted-host",
+                         "10.9.0.1", "--trusted-host", "10.9.0.1"]
+
+
+@pytest.mark.parametrize("releases, current, new, keep, want", [
+    ((), None, "n", 3, []),
+    (("a", "b", "c"), "c", "n", 3, ["a"]),
+    (("a", "b", "c", "d"), "d", "n", 3, ["a", "b"]),
+    (("a", "b"), "a", "n", 1, ["b"]),           # never the current one, even over the limit
+    (("a", "n"), "a", "n", 2, []),              # rebuilding a present release
+    (("a", "b", "c"), None, "n", 0, ["a", "b", "c"]),  # keep 0 still keeps the new one
+])
+def test_prune_list(releases: tuple, current: str | None, new: str, keep: int,
+                    want: list[str]) -> None:
+    assert prune_list(releases, current, new, keep) == want
+
+
+def test_switch_script_for_real(tmp_path: Path) -> None:
+    """The switch step against real directories: an existing venv dir is moved aside."""
+    import dataclasses
+
+    from provision.model import Install
+    from provision.steps.release import switch_step
+
+    releases = tmp_path / "releases"
+    for name in ("old1", "old2", "new"):
+        (releases / name).mkdir(parents=True)
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "precious").write_text("keep")
+    facts = facts_from_profile("a100")
+    facts = dataclasses.replace(facts, installed=dataclasses.replace(
+        facts.installed, releases=("old1", "old2"), venv_kind="dir"))
+    settings = Settings(venv_dir=str(venv), releases_dir=str(releases), releases_keep=2)
+    install = Install("2.5.0", "3.3.1", "12.6", "u", "u", None, "new")
+    step = switch_step(facts, settings, install)
+    subprocess.run(["sh", "-c", step.script], check=True)
+    assert os.readlink(venv) == str(releases / "new")
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("venv.moved-by-provision-")]
+    assert len(moved) == 1 and (moved[0] / "precious").read_text() == "keep"
+    assert sorted(p.name for p in releases.iterdir()) == ["new", "old2"]
+    assert step.notifies_restart
