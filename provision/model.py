@@ -1,6 +1,7 @@
 """The shared vocabulary of provision: what flows between its stages.
 
-inventory -> HostSpec + Settings -> (connect) -> Facts -> plan -> Plan(steps) -> apply -> verify -> report
+inventory -> HostSpec + Settings -> (connect) -> Facts -> plan -> Plan(steps)
+    -> apply -> verify -> report
 
 Everything here is an immutable value, so each stage is a function of the
 previous stage's output and can be tested without SSH. Nothing in this module
