@@ -1,0 +1,37 @@
+"""Where the lab keeps things, and the addresses it uses: one place, so cleanup finds all.
+
+Everything lives outside the checkout: the root filesystem cache survives between runs
+(a second `lab up` takes seconds), the state dir holds what one lab run started.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE_DIR = Path(os.environ.get("PROVISION_LAB_CACHE", "/var/cache/provision-lab"))
+STATE_DIR = Path(os.environ.get("PROVISION_LAB_STATE", "/var/lib/provision-lab"))
+INDEX_ROOT = CACHE_DIR / "index"  # the stand-in package index (and /apt/) served to hosts
+HOSTS_DIR = STATE_DIR / "hosts"
+STATE_FILE = STATE_DIR / "state.json"
+KEY_FILE = STATE_DIR / "id_ed25519"
+KNOWN_HOSTS = STATE_DIR / "known_hosts"
+INVENTORY = STATE_DIR / "inventory.yml"
+INDEX_PID = STATE_DIR / "index-server.pid"
+
+# Hosts sit on one bridge, in a /24 that only the lab uses: 10.213.7.1 is this machine's
+# side (where the stand-in index listens), hosts are .11, .12, ... No default route and no
+# NAT, so a host can reach nothing but the lab.
+SUBNET = os.environ.get("PROVISION_LAB_SUBNET", "10.213.7")
+BRIDGE = "provlab0"
+GATEWAY = f"{SUBNET}.1"
+INDEX_PORT = 8700
+INDEX_URL = f"http://{GATEWAY}:{INDEX_PORT}"
+NETNS_PREFIX = "provlab-"
+VETH_PREFIX = "plv-"
+FIRST_HOST_OCTET = 10
+MAX_HOSTS = 200
+
+
+def host_address(number: int) -> str:
+    return f"{SUBNET}.{FIRST_HOST_OCTET + number}"
