@@ -184,7 +184,8 @@ VARIABLES: tuple[Variable, ...] = (
          _positive),
     _var("known_hosts_file", "str?",
          "Extra known_hosts file on this machine, checked first and where accepted keys are "
-         "recorded. Relative paths are relative to the inventory file's directory."),
+         "recorded. A relative path in an inventory is relative to its directory; from -e, to "
+         "the current directory."),
     # --- ours
     _var("model_dir", "str?",
          "Weights already on the host: passed as `--model DIR --served-model-name MODEL`.",
