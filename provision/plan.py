@@ -35,11 +35,13 @@ def decide_install(facts: Facts, settings: Settings) -> Install:
 
 def server_args(settings: Settings, rel: matrix.Release, model: matrix.ModelInfo | None,
                 fit: matrix.Fit | None) -> tuple[str, ...]:
-    """Every server flag, all four ports explicit (defaults differ between releases)."""
-    if settings.model_dir:
-        args = ["--model", settings.model_dir, "--served-model-name", settings.model]
-    else:
-        args = ["--model", settings.model]
+    """Every server flag, all four ports explicit (defaults differ between releases).
+
+    --served-model-name always: after a hub download the server would otherwise list the
+    cache directory as the model id (reference §5.3), and clients ask for the hub name.
+    """
+    source = settings.model_dir or settings.model
+    args = ["--model", source, "--served-model-name", settings.model]
     args += ["--host", settings.server_host, "--port", str(settings.api_port),
              "--metrics-port", str(settings.metrics_port),
              "--engine-worker-queue-port", str(settings.engine_worker_queue_port),
