@@ -91,7 +91,8 @@ def test_lab_host_gets_warnings_only() -> None:
 def test_default_server_flags_on_a100() -> None:
     plan = make_plan("a100", facts_from_profile("a100"), Settings())
     assert plan.server_argv == (
-        "--model", "baidu/ERNIE-4.5-VL-28B-A3B-Paddle", "--host", "0.0.0.0",
+        "--model", "baidu/ERNIE-4.5-VL-28B-A3B-Paddle",
+        "--served-model-name", "baidu/ERNIE-4.5-VL-28B-A3B-Paddle", "--host", "0.0.0.0",
         "--port", "8180", "--metrics-port", "8181", "--engine-worker-queue-port", "8182",
         "--cache-queue-port", "8183", "--max-model-len", "32768", "--max-num-seqs", "32",
         "--reasoning-parser", "ernie-45-vl")
