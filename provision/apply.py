@@ -19,8 +19,10 @@ from importlib import resources
 import yaml
 
 from provision import shell
+from provision.acceptance import run_acceptance
 from provision.connection import Remote, RemoteTimeout, Tunnel
 from provision.facts import gather_command, parse_facts
+from provision.matrix import model_info
 from provision.model import (
     Facts,
     HostResult,
@@ -34,6 +36,7 @@ from provision.model import (
 )
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.report import Reporter
+from provision.steps.release import rollback_script
 from provision.verify import (
     DIAG_MARK,
     Check,
@@ -58,6 +61,8 @@ class Options:
     host_timeout: float = 4 * 3600.0
     connect_timeout: float = 15.0
     ssh_config_path: str | None = None
+    rollback: bool = True  # a new release that fails its gate is switched back to the old
+    acceptance: bool = False  # after verify, the acceptance prompts (smoke deploys)
 
 
 @dataclass
@@ -190,12 +195,73 @@ class HostRun:
             self.reporter.block(f"--- {self.spec.name}: diff", [plan_diffs(plan)])
         if self.options.check:
             return self._check_only(plan)
+        self.result.old_release = facts.installed.current_release
+        self.result.new_release = plan.install.release if plan.install else None
         if not self._apply_steps(plan, facts):
             return self.result
+        restarted = time.monotonic() if plan.restart else None
         if plan.restart:
             self._restart()
-        self._verify(plan)
+        try:
+            self._verify(plan)
+        except ProvisionError as exc:
+            previous = self._rollback_target(plan, facts)
+            if previous is None:
+                raise
+            self._roll_back(plan, previous, str(exc), restarted)
+        if restarted is not None:
+            self.result.out_of_service_s = round(time.monotonic() - restarted, 3)
+        if self.options.acceptance:
+            self._acceptance(plan)
         return self.result
+
+    # ---------------------------------------------------------------- rollback
+
+    def _rollback_target(self, plan: Plan, facts: Facts) -> str | None:
+        """The release that served before this run, when going back to it makes sense."""
+        old = facts.installed.current_release
+        new = plan.install.release if plan.install else None
+        if not self.options.rollback or not old or old == new:
+            return None
+        if facts.installed.service_active != "active" or old not in facts.installed.releases:
+            return None
+        return old
+
+    def _roll_back(self, plan: Plan, previous: str, error: str,
+                   restarted: float | None) -> None:
+        """Switch back, restart, prove the old release serves; the host still counts failed."""
+        self.reporter.line(self.spec.name, "rollback", "running", None, f"back to {previous}")
+        got = self.remote.run(rollback_script(self.settings, previous),
+                              self.deadline.cap(RESTART_TIMEOUT))
+        if not got.ok:
+            self._record("rollback", "failed", got.seconds, f"back to {previous}", got.tail(30))
+            raise ProvisionError(f"{error}\nrollback to {previous} failed: {got.tail(10)}")
+        self._record("rollback", "changed", got.seconds, f"back to {previous}")
+        self.result.rolled_back = True
+        try:
+            self._verify(plan, prefix="rollback verify")
+        except ProvisionError as again:
+            raise ProvisionError(f"{error}\nrolled back to {previous}, which does not serve "
+                                 f"either: {again}") from again
+        if restarted is not None:
+            self.result.out_of_service_s = round(time.monotonic() - restarted, 3)
+        self.result.failed_at = "verify"
+        raise ProvisionError(f"{error}\nrolled back to {previous}, which serves again")
+
+    def _acceptance(self, plan: Plan) -> None:
+        """The acceptance prompts, each recorded as a check; any failure fails the host."""
+        info = model_info(self.settings.model)
+        with Route(self.remote, self.settings) as route:
+            endpoint = Endpoint(route.api, route.metrics, plan.served_model, self.settings.api_key)
+            checks = run_acceptance(endpoint, vision=bool(info and info.multimodal))
+        for check in checks:
+            self._record(check.name, "ok" if check.ok else "failed", check.seconds,
+                         check.detail if not check.ok else "")
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            self.result.failed_at = "verify"
+            raise ProvisionError(f"{self.spec.name}: acceptance failed: "
+                                 + "; ".join(f"{c.name}: {c.detail}" for c in failed))
 
     def _check_only(self, plan: Plan) -> HostResult:
         self.reporter.block(f"--- {self.spec.name}: plan (check mode, nothing changed)",
@@ -243,7 +309,7 @@ class HostRun:
 
     # ---------------------------------------------------------------- verify
 
-    def _verify(self, plan: Plan) -> None:
+    def _verify(self, plan: Plan, prefix: str = "verify") -> None:
         with Route(self.remote, self.settings) as route:
             endpoint = Endpoint(route.api, route.metrics, plan.served_model, self.settings.api_key)
             checks = verify(
@@ -254,7 +320,7 @@ class HostRun:
                                                          None, text),
             )
         for check in checks:
-            self._record(f"verify {check.name}", "ok" if check.ok else "failed",
+            self._record(f"{prefix} {check.name}", "ok" if check.ok else "failed",
                          check.seconds, check.detail if not check.ok else "")
         failed = [c for c in checks if not c.ok]
         if failed:

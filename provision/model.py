@@ -220,6 +220,10 @@ class HostResult:
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None
     exec_requests: int = 0  # SSH exec requests this run made on the host
+    old_release: str | None = None  # what served before this run (from the facts)
+    new_release: str | None = None  # what the plan installs
+    out_of_service_s: float | None = None  # from the restart until healthy again
+    rolled_back: bool = False  # the new release failed its gate; the old one serves again
     failed_at: str | None = None  # connect, facts, preflight, apply or verify: picks the exit code
 
 

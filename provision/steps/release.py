@@ -101,15 +101,29 @@ def prune_list(releases: tuple[str, ...], current: str | None, new: str, keep: i
     return [r for r in ordered if r not in (current, new)][:max(extra, 0)]
 
 
+def link_lines(venv: str, target: str) -> list[str]:
+    """Repoint the venv link in one rename: a reader sees the old or the new, never none."""
+    tmp = f"{venv}.provision-tmp"
+    return [shell.cmd("ln", "-sfn", target, tmp), shell.cmd("mv", "-T", tmp, venv)]
+
+
+def rollback_script(settings: Settings, release: str) -> str:
+    """Back to a release that served before, and restart on it (one exec)."""
+    return shell.script([
+        *link_lines(settings.venv_dir, f"{settings.releases_dir}/{release}"),
+        shell.cmd("systemctl", "reset-failed", settings.service_name) + " || true",
+        shell.cmd("systemctl", "restart", settings.service_name),
+    ])
+
+
 def switch_step(facts: Facts, settings: Settings, install: Install) -> Step:
     venv, target = settings.venv_dir, f"{settings.releases_dir}/{install.release}"
-    tmp = f"{venv}.provision-tmp"
     lines = [shell.cmd("mkdir", "-p", venv.rsplit("/", 1)[0] or "/")]
     if facts.installed.venv_kind in ("dir", "file"):
         # Not ours: keep it, renamed, rather than delete someone's venv.
         lines.append(shell.fmt("mv -T %s %s\"$(date +%%Y%%m%%d%%H%%M%%S)\"", venv,
                                f"{venv}.moved-by-provision-"))
-    lines += [shell.cmd("ln", "-sfn", target, tmp), shell.cmd("mv", "-T", tmp, venv)]
+    lines += link_lines(venv, target)
     old = prune_list(facts.installed.releases, facts.installed.current_release,
                      install.release, settings.releases_keep)
     lines += [shell.cmd("rm", "-rf", f"{settings.releases_dir}/{name}") for name in old]
