@@ -97,6 +97,77 @@ def facts(host: str, inventory: str | None, extra: tuple[str, ...], as_json: boo
     sys.exit(_guarded(lambda: run_facts(inventory, host, extra, as_json, accept_new_host_key)))
 
 
+@main.command()
+@_INVENTORY
+@click.option("--limit", metavar="PATTERN", help="Only these hosts (Ansible patterns).")
+@_EXTRA
+@click.option("--serial", default="1", show_default=True, metavar="N|N%",
+              help="Hosts out of service at once (one batch).")
+@click.option("--max-fail", default="0", show_default=True, metavar="N|N%",
+              help="Failed hosts tolerated before no new batch starts.")
+@click.option("--to", "to", metavar="VERSION", help="FastDeploy version to move to "
+              "(default: what the inventory configures).")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@_ACCEPT
+def rollout(inventory: str | None, limit: str | None, extra: tuple[str, ...], serial: str,
+            max_fail: str, to: str | None, as_json: bool, accept_new_host_key: bool) -> None:
+    """Reinstall a fleet in batches, each host gated on health, models and one chat answer.
+
+    A new release is built while the old one serves; a host that fails its gate is
+    switched back to its previous release and verified serving again (it counts as
+    failed). Once failures pass --max-fail, no new batch starts.
+
+    \b
+    Exit status: 0 every host ok, 1 some host failed, rolled back or was
+    skipped, 2 usage or configuration error.
+    """
+    from provision.commands.fleet import run_rollout
+
+    sys.exit(_guarded(lambda: run_rollout(inventory, limit, extra, serial, max_fail, to,
+                                          as_json, accept_new_host_key)))
+
+
+@main.command()
+@_INVENTORY
+@click.option("--limit", metavar="PATTERN", help="Only these hosts (Ansible patterns).")
+@_EXTRA
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--forks", type=click.IntRange(1, 500), default=10, show_default=True,
+              help="Hosts queried at once.")
+def status(inventory: str | None, limit: str | None, extra: tuple[str, ...], as_json: bool,
+           forks: int) -> None:
+    """One row per host: GPUs, driver, versions, release, service, health, chat latency.
+
+    \b
+    Exit status: 0 every host serves, 1 some host is unreachable or not serving,
+    2 usage or configuration error.
+    """
+    from provision.commands.fleet import run_status
+
+    sys.exit(_guarded(lambda: run_status(inventory, limit, extra, as_json, forks)))
+
+
+@main.command()
+@click.option("--host", required=True, help="The host to deploy and prove.")
+@_INVENTORY
+@_EXTRA
+@click.option("--junit", metavar="FILE", help="Write JUnit XML: every check a test case.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@_ACCEPT
+def smoke(host: str, inventory: str | None, extra: tuple[str, ...], junit: str | None,
+          as_json: bool, accept_new_host_key: bool) -> None:
+    """CI smoke deploy: `up`, full verification and the acceptance prompts.
+
+    \b
+    Exit status as for `up`: 0 passed, 1 a step, check or acceptance prompt
+    failed, 2 configuration error, 3 unreachable, 4 refused by pre-flight.
+    """
+    from provision.commands.fleet import run_smoke
+
+    sys.exit(_guarded(lambda: run_smoke(inventory, host, extra, junit, as_json,
+                                        accept_new_host_key)))
+
+
 def _guarded(command) -> int:
     """Errors the user can act on are printed as one message, never as a traceback."""
     try:

@@ -1,0 +1,108 @@
+"""Rolling reinstalls: batches of hosts, a health gate per host, rollback, a failure budget.
+
+The service must stay up while a fleet is reinstalled, so never more than `serial` hosts
+restart at once (batches run one after another), and a version that breaks hosts must
+stop breaking them: once failures pass `max_fail`, no new batch starts. A host that fails
+its gate is switched back to its previous release by apply (and verified serving again).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+from provision.apply import Options
+from provision.model import HostResult, HostSpec, ProvisionError, Settings
+from provision.report import Reporter
+from provision.runner import run_hosts
+
+
+def parse_amount(text: str, total: int, what: str) -> int:
+    """`N` or `N%` of `total` hosts: "25%" of 4 -> 1. A percentage rounds down (at least 1
+    for --serial, so a rollout always moves)."""
+    raw = text.strip()
+    try:
+        if raw.endswith("%"):
+            value = math.floor(total * float(raw[:-1]) / 100)
+        else:
+            value = int(raw)
+    except ValueError:
+        raise ProvisionError(f"{what}={text!r} is not a number or a percentage; "
+                             f"use e.g. {what}=1 or {what}=25%") from None
+    if value < 0:
+        raise ProvisionError(f"{what}={text!r} is negative; use 0 or more")
+    return value
+
+
+def batches(items: list, serial: int) -> list[list]:
+    """Consecutive groups of at most `serial`, in inventory order."""
+    size = max(1, serial)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@dataclass
+class RolloutRow:
+    host: str
+    old: str | None
+    new: str | None
+    result: str  # ok, unchanged, rolled back, failed, unreachable, skipped
+    out_of_service_s: float | None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _row(result: HostResult) -> RolloutRow:
+    if result.status == "unreachable":
+        outcome = "unreachable"
+    elif result.rolled_back:
+        outcome = "rolled back"
+    elif result.status == "failed":
+        outcome = "failed"
+    else:
+        outcome = "ok" if result.status == "changed" else "unchanged"
+    return RolloutRow(result.host, result.old_release, result.new_release, outcome,
+                      result.out_of_service_s, result.error)
+
+
+def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter: Reporter,
+            serial: int, max_fail: int) -> list[RolloutRow]:
+    """Batch after batch; stop starting batches once failures exceed `max_fail`."""
+    rows: list[RolloutRow] = []
+    failures = 0
+    for batch in batches(targets, serial):
+        if failures > max_fail:
+            rows += [RolloutRow(spec.name, None, None, "skipped", None,
+                                f"not started: {failures} host(s) failed, --max-fail is "
+                                f"{max_fail}") for spec, _ in batch]
+            continue
+        results = run_hosts(batch, options, reporter, forks=len(batch))
+        for result in results:
+            row = _row(result)
+            rows.append(row)
+            failures += row.result in ("failed", "rolled back", "unreachable")
+    return rows
+
+
+def render_table(rows: list[RolloutRow]) -> list[str]:
+    head = ("host", "old release", "new release", "result", "out of service")
+    cells = [head] + [(r.host, r.old or "-", r.new or "-", r.result,
+                       "-" if r.out_of_service_s is None else f"{r.out_of_service_s:.1f}s")
+                      for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return ["  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip() for c in cells]
+
+
+def exit_status(rows: list[RolloutRow]) -> int:
+    return 0 if all(r.result in ("ok", "unchanged") for r in rows) else 1
+
+
+def print_report(rows: list[RolloutRow], out=sys.stdout) -> None:
+    print("\nROLLOUT", file=out)
+    for line in render_table(rows):
+        print(line, file=out)
+    for row in rows:
+        if row.error and row.result != "skipped":
+            print(f"\n{row.host}: {row.error}", file=out)

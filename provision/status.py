@@ -1,0 +1,117 @@
+"""The fleet at a glance: one row per host, queried in parallel, read-only.
+
+One facts trip per host (what is installed, the service state) and HTTP for the rest (health,
+served model, one chat's latency). A host that cannot be reached is a row that says so; it
+never stops the others.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import requests
+
+from provision.apply import FACTS_TIMEOUT, Route
+from provision.connection import Remote
+from provision.facts import gather_command, parse_facts
+from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
+from provision.verify import Endpoint, check_chat
+
+
+@dataclass
+class StatusRow:
+    host: str
+    reachable: bool
+    gpus: str = "-"
+    driver: str | None = None
+    cuda: str | None = None
+    paddle: str | None = None
+    fastdeploy: str | None = None
+    release: str | None = None
+    service: str | None = None
+    health: str = "-"
+    model: str | None = None
+    chat_latency_s: float | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _gpus(facts) -> str:
+    if not facts.gpus:
+        return "none"
+    names = sorted({g.name for g in facts.gpus})
+    return f"{len(facts.gpus)}x {', '.join(names)}"
+
+
+def _served(endpoint: Endpoint) -> str | None:
+    got = requests.get(f"{endpoint.api}/v1/models", headers=endpoint.headers(), timeout=10)
+    if got.status_code != 200:
+        return None
+    ids = [m.get("id") for m in got.json().get("data", [])]
+    return ids[0] if ids else None
+
+
+def host_status(spec: HostSpec, settings: Settings, accept_new_host_key: bool = False,
+                connect_timeout: float = 10.0) -> StatusRow:
+    row = StatusRow(spec.name, reachable=False)
+    remote = Remote(spec, settings, accept_new_host_key=accept_new_host_key,
+                    connect_timeout=connect_timeout)
+    try:
+        got = remote.run(gather_command(settings), FACTS_TIMEOUT)
+        if not got.ok:
+            raise ProvisionError(f"facts failed (exit {got.rc}): {got.tail(5)}")
+        facts = parse_facts(spec.name, got.stdout)
+        installed = facts.installed
+        row.reachable = True
+        row.gpus, row.driver, row.cuda = _gpus(facts), facts.driver_version, facts.cuda_version
+        row.paddle, row.fastdeploy = installed.paddle_version, installed.fastdeploy_version
+        row.release, row.service = installed.current_release, installed.service_active
+        with Route(remote, settings) as route:
+            endpoint = Endpoint(route.api, route.metrics, settings.model, settings.api_key)
+            try:
+                health = requests.get(f"{endpoint.api}/health", timeout=5)
+                row.health = str(health.status_code)
+            except requests.RequestException:
+                row.health = "down"
+            if row.health == "200":
+                row.model = _served(endpoint)
+                chat = check_chat(endpoint)
+                row.chat_latency_s = round(chat.seconds, 3) if chat.ok else None
+                if not chat.ok:
+                    row.error = chat.detail
+    except UnreachableError as exc:
+        row.error = str(exc)
+    except (ProvisionError, requests.RequestException) as exc:
+        row.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        remote.close()
+    return row
+
+
+def fleet_status(targets: list[tuple[HostSpec, Settings]], forks: int = 10,
+                 accept_new_host_key: bool = False) -> list[StatusRow]:
+    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(targets)))) as pool:
+        futures = [pool.submit(host_status, spec, settings, accept_new_host_key)
+                   for spec, settings in targets]
+        return [f.result() for f in futures]
+
+
+def render_rows(rows: list[StatusRow]) -> list[str]:
+    head = ("host", "reachable", "gpus", "driver/cuda", "paddle", "fastdeploy", "release",
+            "service", "health", "model", "chat")
+    cells = [head]
+    for r in rows:
+        cells.append((r.host, "yes" if r.reachable else "NO", r.gpus,
+                      f"{r.driver or '-'}/{r.cuda or '-'}", r.paddle or "-", r.fastdeploy or "-",
+                      r.release or "-", r.service or "-", r.health, r.model or "-",
+                      "-" if r.chat_latency_s is None else f"{r.chat_latency_s:.2f}s"))
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return ["  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip() for c in cells]
+
+
+def healthy(row: StatusRow) -> bool:
+    return row.reachable and row.health == "200" and row.chat_latency_s is not None
+
