@@ -103,6 +103,10 @@ def print_report(rows: list[RolloutRow], out=sys.stdout) -> None:
     print("\nROLLOUT", file=out)
     for line in render_table(rows):
         print(line, file=out)
-    for row in rows:
+    for row in rows:  # the full error (journal, workerlog) was printed live above
         if row.error and row.result != "skipped":
-            print(f"\n{row.host}: {row.error}", file=out)
+            last = row.error.strip().splitlines()[-1]
+            first = row.error.strip().splitlines()[0]
+            summary = first if first == last else f"{first} ... {last}"
+            print(summary if summary.startswith(row.host) else f"{row.host}: {summary}",
+                  file=out)
