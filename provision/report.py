@@ -27,13 +27,13 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def _redact_data(value: object, secrets: tuple[str, ...]) -> object:
+def redact_data(value: object, secrets: tuple[str, ...]) -> object:
     if isinstance(value, str):
         return redact(value, secrets)
     if isinstance(value, dict):
-        return {k: _redact_data(v, secrets) for k, v in value.items()}
+        return {k: redact_data(v, secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redact_data(v, secrets) for v in value]
+        return [redact_data(v, secrets) for v in value]
     return value
 
 
@@ -81,7 +81,7 @@ def summary(results: list[HostResult], exit_code: int, check: bool = False) -> d
 
 def to_json(results: list[HostResult], exit_code: int, *, check: bool = False,
             secrets: Iterable[str] = ()) -> str:
-    data = _redact_data(summary(results, exit_code, check), tuple(secrets))
+    data = redact_data(summary(results, exit_code, check), tuple(secrets))
     return json.dumps(data, indent=2, sort_keys=False)
 
 

@@ -12,10 +12,10 @@ import math
 import sys
 from dataclasses import dataclass
 
-from provision.apply import Options
+from provision.apply import Options, converge_host
 from provision.model import HostResult, HostSpec, ProvisionError, Settings
-from provision.report import Reporter
-from provision.runner import run_hosts
+from provision.report import Reporter, redact
+from provision.runner import Converge, run_hosts
 
 
 def parse_amount(text: str, total: int, what: str) -> int:
@@ -68,8 +68,12 @@ def _row(result: HostResult) -> RolloutRow:
 
 
 def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter: Reporter,
-            serial: int, max_fail: int) -> list[RolloutRow]:
-    """Batch after batch; stop starting batches once failures exceed `max_fail`."""
+            serial: int, max_fail: int, converge: Converge = converge_host) -> list[RolloutRow]:
+    """Batch after batch; stop starting batches once failures exceed `max_fail`.
+
+    A batch runs all its hosts at once and the next starts only when every one of them is
+    back (or failed), so at most `serial` hosts are ever out of service together.
+    """
     rows: list[RolloutRow] = []
     failures = 0
     for batch in batches(targets, serial):
@@ -78,7 +82,7 @@ def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter
                                 f"not started: {failures} host(s) failed, --max-fail is "
                                 f"{max_fail}") for spec, _ in batch]
             continue
-        results = run_hosts(batch, options, reporter, forks=len(batch))
+        results = run_hosts(batch, options, reporter, forks=len(batch), converge=converge)
         for result in results:
             row = _row(result)
             rows.append(row)
@@ -99,14 +103,15 @@ def exit_status(rows: list[RolloutRow]) -> int:
     return 0 if all(r.result in ("ok", "unchanged") for r in rows) else 1
 
 
-def print_report(rows: list[RolloutRow], out=sys.stdout) -> None:
+def print_report(rows: list[RolloutRow], secrets: tuple[str, ...] = (), out=sys.stdout) -> None:
     print("\nROLLOUT", file=out)
     for line in render_table(rows):
         print(line, file=out)
     for row in rows:  # the full error (journal, workerlog) was printed live above
         if row.error and row.result != "skipped":
-            last = row.error.strip().splitlines()[-1]
-            first = row.error.strip().splitlines()[0]
+            error = redact(row.error, secrets)
+            last = error.strip().splitlines()[-1]
+            first = error.strip().splitlines()[0]
             summary = first if first == last else f"{first} ... {last}"
             print(summary if summary.startswith(row.host) else f"{row.host}: {summary}",
                   file=out)

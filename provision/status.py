@@ -7,6 +7,7 @@ never stops the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -16,6 +17,7 @@ from provision.apply import FACTS_TIMEOUT, Route
 from provision.connection import Remote
 from provision.facts import gather_command, parse_facts
 from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
+from provision.report import redact
 from provision.verify import Endpoint, check_chat
 
 
@@ -88,15 +90,41 @@ def host_status(spec: HostSpec, settings: Settings, accept_new_host_key: bool = 
         row.error = f"{type(exc).__name__}: {exc}"
     finally:
         remote.close()
+    if row.error:  # a chat error or a journal line may echo the key
+        row.error = redact(row.error, (settings.api_key or "",))
     return row
 
 
+Query = Callable[[HostSpec, Settings, bool], StatusRow]
+
+
+def _guarded(query: Query, spec: HostSpec, settings: Settings,
+             accept_new_host_key: bool) -> StatusRow:
+    """A bug (or an odd answer) on one host is that host's row, never the whole table's end."""
+    try:
+        return query(spec, settings, accept_new_host_key)
+    except Exception as exc:  # noqa: BLE001 - reported in the row, the others go on
+        return StatusRow(spec.name, reachable=False,
+                         error=f"internal error: {type(exc).__name__}: {exc}")
+
+
 def fleet_status(targets: list[tuple[HostSpec, Settings]], forks: int = 10,
-                 accept_new_host_key: bool = False) -> list[StatusRow]:
+                 accept_new_host_key: bool = False,
+                 query: Query = host_status) -> list[StatusRow]:
+    """Rows in the targets' order, at most `forks` hosts queried at once."""
+    if not targets:
+        return []
     with ThreadPoolExecutor(max_workers=max(1, min(forks, len(targets)))) as pool:
-        futures = [pool.submit(host_status, spec, settings, accept_new_host_key)
+        futures = [pool.submit(_guarded, query, spec, settings, accept_new_host_key)
                    for spec, settings in targets]
         return [f.result() for f in futures]
+
+
+def _latency(seconds: float | None) -> str:
+    """Milliseconds below a second: the lab's stand-in answers in a few, "0.00s" says nothing."""
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
 def render_rows(rows: list[StatusRow]) -> list[str]:
@@ -107,7 +135,7 @@ def render_rows(rows: list[StatusRow]) -> list[str]:
         cells.append((r.host, "yes" if r.reachable else "NO", r.gpus,
                       f"{r.driver or '-'}/{r.cuda or '-'}", r.paddle or "-", r.fastdeploy or "-",
                       r.release or "-", r.service or "-", r.health, r.model or "-",
-                      "-" if r.chat_latency_s is None else f"{r.chat_latency_s:.2f}s"))
+                      _latency(r.chat_latency_s)))
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
     return ["  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip() for c in cells]
 

@@ -9,12 +9,11 @@ from pathlib import Path
 from provision import rollout as rolling
 from provision.apply import Options
 from provision.commands.targets import ConfigErrors, resolve_targets
-from provision.junit import write_junit
-from provision.model import HostResult, ProvisionError
-from provision.report import Reporter, to_json
+from provision.model import ProvisionError
+from provision.report import Reporter, redact_data, to_json
 from provision.runner import EXIT_USAGE, exit_code, run_hosts
+from provision.smoke import write_smoke_junit
 from provision.status import fleet_status, healthy, render_rows
-from provision.verify import Check
 
 
 def _targets(inventory, host, limit, extra):
@@ -45,10 +44,10 @@ def run_rollout(inventory: str | None, limit: str | None, extra: tuple[str, ...]
     rows = rolling.rollout(targets, Options(accept_new_host_key=accept_new_host_key), live,
                            size, budget)
     if as_json:
-        print(json.dumps({"ok": rolling.exit_status(rows) == 0,
-                          "hosts": [r.as_dict() for r in rows]}, indent=2))
+        data = {"ok": rolling.exit_status(rows) == 0, "hosts": [r.as_dict() for r in rows]}
+        print(json.dumps(redact_data(data, live.secrets), indent=2))
     else:
-        rolling.print_report(rows)
+        rolling.print_report(rows, live.secrets)
     return rolling.exit_status(rows)
 
 
@@ -68,22 +67,6 @@ def run_status(inventory: str | None, limit: str | None, extra: tuple[str, ...],
     return 0 if all(healthy(r) for r in rows) else 1
 
 
-def junit_checks(result: HostResult) -> list[Check]:
-    """Every step of the run as a test case; a failure carries the host's error (with the
-    journal and workerlog tails), so CI shows why without a second look."""
-    checks = [Check(step.name, step.status != "failed", step.seconds,
-                    step.reason if step.status != "failed" else
-                    "\n".join(x for x in (step.reason, step.output) if x))
-              for step in result.steps if step.status != "running"]
-    if result.status in ("failed", "unreachable"):
-        failed = [c for c in checks if not c.ok]
-        if failed:
-            failed[-1].detail = f"{failed[-1].detail}\n{result.error or ''}".strip()
-        else:
-            checks.append(Check(result.failed_at or "run", False, 0.0, result.error or ""))
-    return checks
-
-
 def run_smoke(inventory: str | None, host: str, extra: tuple[str, ...], junit: str | None,
               as_json: bool, accept_new_host_key: bool) -> int:
     targets = _targets(inventory, host, None, extra)
@@ -94,7 +77,7 @@ def run_smoke(inventory: str | None, host: str, extra: tuple[str, ...], junit: s
     results = run_hosts(targets, options, live, forks=1)
     code = exit_code(results)
     if junit:
-        write_junit(Path(junit), "provision.smoke", {r.host: junit_checks(r) for r in results})
+        write_smoke_junit(Path(junit), results, live.secrets)
     live.recap(results)
     if as_json:
         print(to_json(results, code, secrets=live.secrets))
