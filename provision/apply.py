@@ -251,9 +251,11 @@ class HostRun:
     def _acceptance(self, plan: Plan) -> None:
         """The acceptance prompts, each recorded as a check; any failure fails the host."""
         info = model_info(self.settings.model)
+        # Outside the catalogue (a local path, a fine-tune), ERNIE's naming says it: "-VL-".
+        vision = info.multimodal if info else "-VL-" in f"{self.settings.model} {plan.served_model}"
         with Route(self.remote, self.settings) as route:
             endpoint = Endpoint(route.api, route.metrics, plan.served_model, self.settings.api_key)
-            checks = run_acceptance(endpoint, vision=bool(info and info.multimodal))
+            checks = run_acceptance(endpoint, vision=vision)
         for check in checks:
             self._record(check.name, "ok" if check.ok else "failed", check.seconds,
                          check.detail if not check.ok else "")

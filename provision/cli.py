@@ -115,11 +115,14 @@ def rollout(inventory: str | None, limit: str | None, extra: tuple[str, ...], se
 
     A new release is built while the old one serves; a host that fails its gate is
     switched back to its previous release and verified serving again (it counts as
-    failed). Once failures pass --max-fail, no new batch starts.
+    failed). Once failures pass --max-fail, no new batch starts. Without --to, what the
+    inventory configures is rolled out; a host already there is left serving ("unchanged").
 
     \b
-    Exit status: 0 every host ok, 1 some host failed, rolled back or was
-    skipped, 2 usage or configuration error.
+    Results: ok, unchanged, rolled back, failed, unreachable, skipped.
+    Out of service: seconds from the restart until the host is healthy again.
+    Exit status: 0 every host ok or unchanged, 1 some host failed, rolled back,
+    was unreachable or skipped, 2 usage or configuration error.
     """
     from provision.commands.fleet import run_rollout
 
