@@ -13,16 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
-
-import yaml
 
 from provision import shell
 from provision.acceptance import run_acceptance
 from provision.connection import Remote, RemoteTimeout, Tunnel
 from provision.facts import gather_command, parse_facts
-from provision.matrix import model_info
+from provision.matrix import model_info, release
 from provision.model import (
     Facts,
     HostResult,
@@ -86,17 +82,10 @@ class HostAborted(ProvisionError):
     """Another host failed and --any-errors-fatal asked everyone to stop."""
 
 
-@lru_cache(maxsize=1)
-def _releases() -> dict:
-    text = resources.files("provision.data").joinpath("releases.yaml").read_text()
-    return yaml.safe_load(text)["releases"]
-
-
 def explain_failure(step: Step, output: str, facts: Facts, settings: Settings) -> str:
     """Turn known remote failures into an error naming the cause and the fix."""
     if "No matching distribution found" in output:
-        release = _releases().get(settings.fastdeploy_version, {})
-        pythons = ", ".join(release.get("python", [])) or "unknown"
+        pythons = ", ".join(release(settings.fastdeploy_version).python) or "unknown"
         return (
             f"step {step.name}: pip found no matching distribution for Python "
             f"{facts.python_version} on this host; FastDeploy {settings.fastdeploy_version} "
