@@ -148,9 +148,14 @@ class Lab:
         return number
 
     def _prepare_machine(self) -> None:
-        """Once per process: packages, key, root filesystems, index, bridge."""
-        if self._rootfs is not None:
-            return
+        """Packages, key and root filesystems once per process; the bridge and the index
+        every time, since another Lab (or a `lab down`) may have removed them."""
+        if self._rootfs is None:
+            self._prepare_once()
+        network.ensure_bridge()
+        self._start_index()
+
+    def _prepare_once(self) -> None:
         require_root()
         ensure_packages()
         paths.STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -161,8 +166,6 @@ class Lab:
             self.down()
         self._rootfs = rootfs.ensure_rootfs()
         self._publish_index()
-        network.ensure_bridge()
-        self._start_index()
 
     def _publish_index(self) -> None:
         from provision.lab.index import build_index

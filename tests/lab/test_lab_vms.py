@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -122,17 +124,46 @@ def test_bare_host_installs_venv_from_the_lab_apt_repository(lab) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_lab_killed_midway_is_cleaned_by_the_next_one(lab) -> None:
+    """Its nspawn killed, its state file lost: the next Lab still finds and removes all."""
+    from provision.lab.lab import Lab
+
+    host = lab.add_host("a100")
+    os.kill(host.pid, signal.SIGKILL)
+    paths.STATE_FILE.unlink()
+    assert any(ns.startswith(paths.NETNS_PREFIX) for ns in _netns())
+    assert str(host.root) in Path("/proc/self/mounts").read_text()
+    Lab().down()
+    _assert_nothing_left()
+    lab.hosts.clear()  # the session's lab lost that host with the rest
+
+
 def test_down_leaves_nothing_behind(lab) -> None:
     lab.add_host("nogpu")
     lab.down()
-    assert not [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True).stdout.split() if ns.startswith("provlab")]
+    _assert_nothing_left()
+
+
+def _netns() -> list[str]:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+
+
+def _assert_nothing_left() -> None:
+    assert not [ns for ns in _netns() if ns.startswith(paths.NETNS_PREFIX)]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert paths.VETH_PREFIX not in links and paths.BRIDGE not in links
     assert str(paths.HOSTS_DIR) not in Path("/proc/self/mounts").read_text()
     nspawn = [p for p in Path("/proc").iterdir() if p.name.isdigit()
               and b"systemd-nspawn" in _cmdline(p) and str(paths.HOSTS_DIR).encode() in _cmdline(p)]
     assert nspawn == []
+    rooted = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.readlink(proc / "root").startswith(str(paths.HOSTS_DIR)):
+                rooted.append(proc.name)
+        except OSError:
+            pass
+    assert rooted == []  # no process of a container survived its nspawn
 
 
 def _cmdline(proc: Path) -> bytes:
