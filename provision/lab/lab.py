@@ -83,6 +83,7 @@ class Lab:
         self.hosts.clear()
         self._stop_index()
         if paths.HOSTS_DIR.exists():
+            machine.kill_nspawn_under(paths.HOSTS_DIR)
             machine.kill_rooted_under(paths.HOSTS_DIR)
             machine.unmount_under(paths.HOSTS_DIR)
             machine.shutil_rmtree(paths.HOSTS_DIR)

@@ -152,6 +152,34 @@ def stop(host: LabHost) -> None:
     shutil_rmtree(host.dir)
 
 
+def kill_nspawn_under(top: Path) -> None:
+    """systemd-nspawn processes booting a tree inside `top`: a lab whose state file was
+    lost still owns them, recognisably by its own path on their command line."""
+    mine = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"systemd-nspawn") and \
+                any(arg.startswith(str(top).encode() + b"/") for arg in argv):
+            mine.append(int(entry.name))
+    for pid in mine:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in mine):
+        time.sleep(0.2)
+    for pid in mine:
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def kill_rooted_under(top: Path) -> None:
     """Processes whose root is inside `top`: a container whose nspawn died before it."""
     for entry in Path("/proc").iterdir():
