@@ -30,6 +30,25 @@ from provision.lab.system import LabError, ensure_packages, require_root, run
 SEEDED_MODEL = "var/lib/fastdeploy/models/PaddlePaddle/ERNIE-4.5-VL-28B-A3B-Paddle"
 
 
+# Every booted systemd holds several inotify instances; the kernel's default of 128 per user
+# stops containers from booting after about a dozen ("Too many open files" inside).
+INOTIFY_INSTANCES = 1024
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def raise_inotify_limit() -> None:
+    """Raise the machine's inotify instance limit when it is too low for a lab fleet; says so,
+    since it is a machine-wide setting (it resets at reboot)."""
+    try:
+        current = int(INOTIFY_SYSCTL.read_text())
+    except (OSError, ValueError):
+        return
+    if current < INOTIFY_INSTANCES:
+        print(f"lab: raising fs.inotify.max_user_instances from {current} to "
+              f"{INOTIFY_INSTANCES} so that many hosts can boot", file=sys.stderr)
+        INOTIFY_SYSCTL.write_text(str(INOTIFY_INSTANCES))
+
+
 class Lab:
     def __init__(self) -> None:
         data = json.loads(paths.STATE_FILE.read_text()) if paths.STATE_FILE.exists() else {}
@@ -159,6 +178,7 @@ class Lab:
     def _prepare_once(self) -> None:
         require_root()
         ensure_packages()
+        raise_inotify_limit()
         paths.STATE_DIR.mkdir(parents=True, exist_ok=True)
         if not paths.KEY_FILE.exists():
             run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "provision-lab",

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fleet(lab) -> list:
-    return lab.add_hosts(["a100", "l40s", "h100", "a10"])
+def fleet(lab) -> Iterator[list]:
+    hosts = lab.add_hosts(["a100", "l40s", "h100", "a10"])
+    yield hosts
+    for host in hosts:  # hosts are not free: give them back for later modules
+        lab.remove_host(host.name)
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +180,4 @@ def test_smoke_passes_on_a_good_host_and_reports_a_broken_one(lab, fleet, invent
     assert [c.get("name") for c in failures] == ["verify health"]
     text = failures[0].find("failure").text
     assert "worker" in text.lower() and "journalctl" in text
+    lab.remove_host(broken.name)

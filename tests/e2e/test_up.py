@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,12 +34,14 @@ ROLES = {  # role -> profile
 
 
 @pytest.fixture(scope="module")
-def hosts(lab) -> dict:
+def hosts(lab) -> Iterator[dict]:
     """Every host this module needs, booted in parallel (plus one bare host)."""
     booted = lab.add_hosts(list(ROLES.values()))
     named = dict(zip(ROLES, booted, strict=True))
     named["bare"] = lab.add_host("a10", bare=True)
-    return named
+    yield named
+    for host in named.values():  # hosts are not free: give them back for later modules
+        lab.remove_host(host.name)
 
 
 @pytest.fixture(scope="module")

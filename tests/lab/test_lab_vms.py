@@ -21,7 +21,11 @@ from provision.lab.profiles import get_profile
 
 @pytest.fixture(scope="module")
 def pair(lab):
-    return lab.add_hosts(["a100", "t4"])
+    hosts = lab.add_hosts(["a100", "t4"])
+    yield hosts
+    for host in hosts:
+        if host.name in lab.hosts:
+            lab.remove_host(host.name)
 
 
 def test_two_profiles_boot_and_answer_strict_ssh(pair) -> None:
@@ -122,6 +126,7 @@ def test_bare_host_installs_venv_from_the_lab_apt_repository(lab) -> None:
                     "--no-install-recommends python3-venv python3-pip && python3 -m venv /tmp/v",
                     timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    lab.remove_host(host.name)
 
 
 def test_a_lab_killed_midway_is_cleaned_by_the_next_one(lab) -> None:
