@@ -6,6 +6,7 @@ session fixture in tests/conftest.py that every end-to-end test gets its hosts f
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -47,6 +48,29 @@ def raise_inotify_limit() -> None:
         print(f"lab: raising fs.inotify.max_user_instances from {current} to "
               f"{INOTIFY_INSTANCES} so that many hosts can boot", file=sys.stderr)
         INOTIFY_SYSCTL.write_text(str(INOTIFY_INSTANCES))
+
+
+_LOCK: dict[str, int] = {}  # the lab lock's file descriptor, held for this process's life
+
+
+def hold_lab_lock() -> None:
+    """One process at a time changes the lab: a second `lab up` or test run would stop the
+    hosts the first is using. The lock is released when the holding process exits."""
+    if "fd" in _LOCK:
+        return
+    paths.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    lock = paths.STATE_DIR / "lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise LabError(f"the lab is in use by another process (pid {holder}, {lock}); wait "
+                       "for it to finish, or stop it, then try again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _LOCK["fd"] = fd
 
 
 class Lab:
@@ -97,6 +121,7 @@ class Lab:
     def down(self) -> None:
         """Stop everything this lab (or a lab killed midway) started, by recorded PID, then
         sweep leftovers by the lab's own names and paths only."""
+        hold_lab_lock()
         for host in list(self.hosts.values()):
             machine.stop(host)
         self.hosts.clear()
@@ -170,6 +195,7 @@ class Lab:
     def _prepare_machine(self) -> None:
         """Packages, key and root filesystems once per process; the bridge and the index
         every time, since another Lab (or a `lab down`) may have removed them."""
+        hold_lab_lock()
         if self._rootfs is None:
             self._prepare_once()
         network.ensure_bridge()

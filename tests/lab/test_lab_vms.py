@@ -176,3 +176,14 @@ def _cmdline(proc: Path) -> bytes:
         return (proc / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_second_process_cannot_stop_a_lab_in_use(lab) -> None:
+    """The test session holds the lab: a `provision lab down` beside it must not stop it."""
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "provision.cli", "lab", "down"], cwd=root,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "in use by another process" in done.stderr and str(os.getpid()) in done.stderr
