@@ -130,3 +130,10 @@ class Reporter:
         width = max((len(r.host) for r in results), default=0)
         self.block("\nRECAP", [recap_line(r, width) for r in results])
         self.block("\nPROBLEMS", problem_lines(results))
+
+
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns as wide as their widest cell; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows]

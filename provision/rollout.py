@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from provision.apply import Options, converge_host
 from provision.model import HostResult, HostSpec, ProvisionError, Settings
-from provision.report import Reporter, redact
+from provision.report import Reporter, redact, table
 from provision.runner import Converge, run_hosts
 
 
@@ -92,11 +92,9 @@ def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter
 
 def render_table(rows: list[RolloutRow]) -> list[str]:
     head = ("host", "old release", "new release", "result", "out of service")
-    cells = [head] + [(r.host, r.old or "-", r.new or "-", r.result,
-                       "-" if r.out_of_service_s is None else f"{r.out_of_service_s:.1f}s")
-                      for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    return ["  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip() for c in cells]
+    return table([head] + [(r.host, r.old or "-", r.new or "-", r.result,
+                            "-" if r.out_of_service_s is None else f"{r.out_of_service_s:.1f}s")
+                           for r in rows])
 
 
 def exit_status(rows: list[RolloutRow]) -> int:

@@ -17,7 +17,7 @@ from provision.apply import FACTS_TIMEOUT, Route
 from provision.connection import Remote
 from provision.facts import gather_command, parse_facts
 from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
-from provision.report import redact
+from provision.report import redact, table
 from provision.verify import Endpoint, check_chat
 
 
@@ -136,8 +136,7 @@ def render_rows(rows: list[StatusRow]) -> list[str]:
                       f"{r.driver or '-'}/{r.cuda or '-'}", r.paddle or "-", r.fastdeploy or "-",
                       r.release or "-", r.service or "-", r.health, r.model or "-",
                       _latency(r.chat_latency_s)))
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    return ["  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip() for c in cells]
+    return table(cells)
 
 
 def healthy(row: StatusRow) -> bool:
