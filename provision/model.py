@@ -54,6 +54,26 @@ class HostSpec:
     groups: tuple[str, ...] = ()
     vars: dict = field(default_factory=dict, hash=False, compare=False)
     sources: dict = field(default_factory=dict, hash=False, compare=False)
+    # how to reach it (provision/connection_vars.py resolves these from the variables)
+    connection: str = "ssh"  # "ssh", or "local": run on this machine without SSH
+    jump: tuple[Hop, ...] = ()  # ProxyJump / translated ProxyCommand hops, first hop first
+    password: str | None = field(default=None, repr=False, compare=False)  # SSH password
+    become_password: str | None = field(default=None, repr=False, compare=False)  # sudo's
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One jump host on the way to a host (ssh -J user@host:port), verified like the host."""
+
+    address: str
+    port: int | None = None  # None: ssh_config's Port, else 22
+    user: str | None = None  # None: ssh_config's User, else the host's login
+    key_file: str | None = None
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        address = f"[{self.address}]" if ":" in self.address and self.port else self.address
+        return f"{user}{address}" + (f":{self.port}" if self.port else "")
 
 
 # --------------------------------------------------------------------------- facts

@@ -46,8 +46,9 @@ def test_host_ranges_name_port_keys_and_ungrouped() -> None:
 def test_no_inventory_is_empty() -> None:
     inv = load_inventory(None)
     assert inv.hosts == {}
+    assert inv.select("all") == []  # `all` exists (empty), as in Ansible
     with pytest.raises(ConfigError, match="no inventory"):
-        inv.select("all")
+        inv.select("gpu1")
 
 
 # --------------------------------------------------------------------------- precedence
@@ -219,7 +220,7 @@ ERRORS = [
     ("unknown-key.yml", 4, "all.host_vars", "'host_vars'", "only `hosts`, `children`"),
     ("port.yml", 5, "ansible_port", "70000", "1 to 65535"),
     ("address.yml", 4, "ansible_host", "rm -rf", "host name or IP"),
-    ("loop.yml", 7, "all.children.a.children.b.children.a", "'a'", "loop"),
+    ("loop.yml", 5, "a:children", "'b'", "loop"),
     ("vars-list.yml", 2, "all.vars", "[{'api_port': 1}]", "mapping"),
 ]
 
