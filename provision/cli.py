@@ -6,12 +6,9 @@ import sys
 
 import click
 
+from provision.commands.options import inventory_options as _INVENTORY
 from provision.model import ProvisionError
 
-_INVENTORY = click.option(
-    "-i", "--inventory", type=click.Path(dir_okay=False), envvar="PROVISION_INVENTORY",
-    help="Ansible YAML inventory (default: $PROVISION_INVENTORY, else none: --host is "
-         "then an ssh_config alias or user@host[:port]).")
 _EXTRA = click.option(
     "-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE|@FILE",
     help="Set a variable over every other source (repeatable; @file.yml reads a YAML file).")
@@ -181,9 +178,11 @@ def _guarded(command) -> int:
 
 
 def _register_subcommands() -> None:
+    from provision.commands.inventory_cmd import inventory
     from provision.lab.cli import lab
 
     main.add_command(lab)
+    main.add_command(inventory)
 
 
 _register_subcommands()

@@ -27,7 +27,9 @@ import paramiko
 from paramiko.ssh_exception import BadHostKeyException, NoValidConnectionsError
 
 from provision import shell
-from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
+from provision.become import become_argv, become_stdin
+from provision.connection_vars import PORT_VARS, USER_VARS, is_set, split_target
+from provision.model import Hop, HostSpec, ProvisionError, Settings, UnreachableError
 
 SYSTEM_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _KNOWN_HOSTS_LOCK = threading.Lock()  # accepted keys from parallel hosts append one at a time
@@ -116,13 +118,56 @@ class _StrictPolicy(paramiko.MissingHostKeyPolicy):
         self.accepted = f"{hostname} {kind} {fingerprint(key)}"
 
 
-def _explicit(spec: HostSpec, var: str) -> bool:
-    """Whether the inventory or command line set this connection value (then it wins)."""
-    return var in spec.vars or var in spec.sources
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to connect, with ~/.ssh/config applied beneath the inventory."""
+
+    address: str  # ssh_config's HostName applied
+    port: int
+    user: str
+    key_file: str | None
+    jump: tuple[Hop, ...]  # the inventory's hops, else ssh_config's ProxyJump
+
+
+def _ssh_config(path: str | None) -> fabric.Config:
+    return fabric.Config(runtime_ssh_path=path)
+
+
+def resolve_endpoint(spec: HostSpec, ssh_config_path: str | None = None) -> Endpoint:
+    """Resolve a host's connection without connecting: the inventory (any spelling) wins,
+    then ~/.ssh/config (User, Port, HostName, IdentityFile, ProxyJump), then port 22 and root.
+    """
+    found = _ssh_config(ssh_config_path).base_ssh_config.lookup(spec.address)
+    user = spec.user
+    if "user" in found and not is_set(spec.vars, USER_VARS):
+        user = found["user"]
+    port = spec.port
+    if "port" in found and not is_set(spec.vars, PORT_VARS):
+        port = int(found["port"])
+    key = spec.key_file
+    if key is None and found.get("identityfile"):
+        key = found["identityfile"][0]
+    jump = spec.jump
+    if not jump and found.get("proxyjump", "none").lower() != "none":
+        jump = tuple(Hop(address=a, port=p, user=u) for u, a, p in (
+            split_target(part.strip(), "~/.ssh/config", "ProxyJump")
+            for part in found["proxyjump"].split(",")))
+    return Endpoint(found.get("hostname", spec.address), port, user, key, jump)
 
 
 class Remote:
-    """One SSH connection to one host; counts the exec requests it makes."""
+    """One SSH connection to one host; counts the exec requests it makes.
+
+    A host whose inventory says `ansible_connection: local` gets a LocalRemote
+    instead (same interface, no SSH), so every caller stays the same.
+    """
+
+    def __new__(cls, spec: HostSpec, *args, **kwargs):
+        if cls is Remote and spec.connection == "local":
+            from provision.local import LocalRemote
+
+            return LocalRemote(spec, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -144,26 +189,34 @@ class Remote:
     # ------------------------------------------------------------------ connecting
 
     def _connection(self) -> fabric.Connection:
-        config = fabric.Config(runtime_ssh_path=self.ssh_config_path)
-        ssh_config = config.base_ssh_config.lookup(self.spec.address)
-        user = self.spec.user
-        if "user" in ssh_config and not _explicit(self.spec, "ansible_user"):
-            user = ssh_config["user"]
-        port = self.spec.port
-        if "port" in ssh_config and not _explicit(self.spec, "ansible_port"):
-            port = int(ssh_config["port"])
-        limit = self.connect_timeout
-        kwargs: dict = {"banner_timeout": limit, "auth_timeout": limit}
-        if self.spec.key_file:
-            kwargs["key_filename"] = [str(Path(self.spec.key_file).expanduser())]
+        """fabric's Connection for the host, through the inventory's jump hops if any
+        (else fabric follows ~/.ssh/config's ProxyJump itself)."""
+        config = _ssh_config(self.ssh_config_path)
+        end = resolve_endpoint(self.spec, self.ssh_config_path)
+        gateway = None
+        for hop in self.spec.jump:
+            gateway = fabric.Connection(
+                hop.address, user=hop.user, port=hop.port, config=config, gateway=gateway,
+                connect_timeout=int(self.connect_timeout),
+                connect_kwargs=self._auth(hop.key_file or self.spec.key_file, None))
         return fabric.Connection(
             self.spec.address,
-            user=user,
-            port=port,
+            user=end.user,
+            port=end.port,
             config=config,
+            gateway=gateway,
             connect_timeout=int(self.connect_timeout),
-            connect_kwargs=kwargs,
+            connect_kwargs=self._auth(self.spec.key_file, self.spec.password),
         )
+
+    def _auth(self, key_file: str | None, password: str | None) -> dict:
+        limit = self.connect_timeout
+        kwargs: dict = {"banner_timeout": limit, "auth_timeout": limit}
+        if key_file:
+            kwargs["key_filename"] = [str(Path(key_file).expanduser())]
+        if password is not None:
+            kwargs["password"] = password
+        return kwargs
 
     def _harden(self, conn: fabric.Connection) -> None:
         """Strict keys on this hop and every ProxyJump hop before it."""
@@ -265,6 +318,8 @@ class Remote:
             chan = transport.open_session(timeout=self.connect_timeout)
             self.exec_requests += 1
             chan.exec_command(self._command(script))
+            if self._sudo():
+                stdin = become_stdin(self.spec.become_password, stdin)
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
@@ -286,11 +341,15 @@ class Remote:
         """`/bin/sh -c script`, through `sudo -n` when logged in as someone other than root.
 
         Cloud images log in as a user with passwordless sudo (ubuntu@...); `-n` makes a
-        sudo that wants a password fail at once instead of hanging on a prompt.
+        sudo that wants a password fail at once instead of hanging on a prompt. With
+        ansible_become_password the password goes first on stdin (become.py).
         """
-        if self._conn is not None and self._conn.user != "root":
-            return shell.cmd("sudo", "-n", "/bin/sh", "-c", script)
+        if self._sudo():
+            return shell.cmd(*become_argv(script, self.spec.become_password is not None))
         return shell.cmd("/bin/sh", "-c", script)
+
+    def _sudo(self) -> bool:
+        return self._conn is not None and self._conn.user != "root"
 
     def _collect(self, chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
         out, err = bytearray(), bytearray()

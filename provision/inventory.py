@@ -10,8 +10,9 @@ prove it against ansible-core itself (tests/unit/test_inventory_oracle.py):
 - variables, lowest first, as Ansible's VariableManager: `all`'s inventory
   vars, every other group's inventory vars, `group_vars/all`, then the other
   groups' `group_vars/` files (groups ordered by depth, `ansible_group_priority`,
-  name: Ansible's default VARIABLE_PRECEDENCE), the host's inventory vars, `host_vars/`, then `-e` (extra_vars.py);
-  group_vars/host_vars files are chosen as Ansible chooses them
+  name: Ansible's default VARIABLE_PRECEDENCE), the host's inventory vars,
+  `host_vars/`, then `-e` (extra_vars.py); group_vars/host_vars files are chosen
+  as Ansible chooses them
   (inventory_vars.py);
 - Jinja and vault values of the variables provision uses are templated by
   ansible-core, imported only then (templating.py);

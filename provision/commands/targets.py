@@ -6,9 +6,23 @@ once, so a fleet run never stops at the first typo and never half-starts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from provision.inventory import load_inventory
 from provision.model import ConfigError, HostSpec, ProvisionError, Settings
+from provision.templating import VaultKeys
 from provision.variables import apply_extra_vars, check_all, parse_extra_vars, settings_for
+
+
+@dataclass(frozen=True)
+class InventoryArgs:
+    """Every `-i` given, in order, and how to open vault secrets in them."""
+
+    paths: tuple[str, ...] = ()
+    vault: VaultKeys | None = None
+
+    def __str__(self) -> str:
+        return ", ".join(self.paths) or "inventory"
 
 
 class ConfigErrors(ProvisionError):
@@ -19,18 +33,32 @@ class ConfigErrors(ProvisionError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
+def _args(inventory: InventoryArgs | str | None) -> InventoryArgs:
+    if isinstance(inventory, InventoryArgs):
+        return inventory
+    return InventoryArgs((inventory,) if inventory else ())
+
+
+def load_selected(inventory: InventoryArgs | str | None, host: str | None, limit: str | None,
+                  extra: tuple[str, ...]) -> list[HostSpec]:
+    """The selected hosts' specs, -e applied, in run order; nothing validated beyond that."""
+    args = _args(inventory)
+    extra_vars = parse_extra_vars(list(extra))
+    inv = load_inventory(list(args.paths) or None, args.vault, extra_vars)
+    specs = [inv.resolve_host(host)] if host else list(inv.select(limit or "all"))
+    return [apply_extra_vars(spec, extra_vars) for spec in specs]
+
+
 def resolve_targets(
-    inventory: str | None, host: str | None, limit: str | None, extra: tuple[str, ...]
+    inventory: InventoryArgs | str | None, host: str | None, limit: str | None,
+    extra: tuple[str, ...],
 ) -> list[tuple[HostSpec, Settings]]:
     """The hosts to work on, with their settings; raises ConfigErrors listing every problem."""
     try:
-        inv = load_inventory(inventory)
-        specs = [inv.resolve_host(host)] if host else list(inv.select(limit or "all"))
+        specs = load_selected(inventory, host, limit, extra)
         if not specs:
-            raise ConfigError(inventory or "inventory", "--limit", limit,
+            raise ConfigError(str(_args(inventory)), "--limit", limit,
                               "the pattern matches no host; check the names and groups")
-        extra_vars = parse_extra_vars(list(extra))
-        specs = [apply_extra_vars(spec, extra_vars) for spec in specs]
         errors = check_all(specs)
         if errors:
             raise ConfigErrors(list(errors))

@@ -1,0 +1,73 @@
+"""`ansible_connection: local`: the host is this machine, and scripts run here without SSH.
+
+Same interface as connection.Remote (run, hostname, via_gateway, forward,
+exec_requests), so apply, status and facts need not know. A script runs as
+`/bin/sh -c SCRIPT` from an argument list (no shell splices anything), through
+sudo when this process is not root (with the become password on stdin when
+the inventory gives one, see become.py), with the same time limit rule.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from provision.become import become_argv, become_stdin
+from provision.model import HostSpec, Settings
+
+
+class LocalRemote:
+    """Runs scripts on this machine; counts them as Remote counts exec requests."""
+
+    def __init__(self, spec: HostSpec, settings: Settings, **_ignored: object) -> None:
+        self.spec, self.settings = spec, settings
+        self.exec_requests = 0
+        self.accepted_keys: list[str] = []
+
+    def open(self) -> None:
+        """Nothing to open: there is no connection."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def __enter__(self) -> LocalRemote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def hostname(self) -> str:
+        """The services listen here: loopback."""
+        return "127.0.0.1"
+
+    @property
+    def via_gateway(self) -> bool:
+        return False
+
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1"):
+        """No tunnel is needed to reach this machine's own ports."""
+        raise RuntimeError("a local host's ports are reached directly; no forward is needed")
+
+    def run(self, script: str, timeout: float, stdin: bytes | None = None):
+        """Run a POSIX sh script here, as root (through sudo when not root)."""
+        from provision.connection import RemoteTimeout, Result
+
+        if os.geteuid() == 0:
+            argv, data = ["/bin/sh", "-c", script], stdin
+        else:
+            argv = become_argv(script, self.spec.become_password is not None)
+            data = become_stdin(self.spec.become_password, stdin)
+        start = time.monotonic()
+        self.exec_requests += 1
+        try:
+            done = subprocess.run(argv, input=data or b"", capture_output=True,  # noqa: S603
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            tail = ((exc.stdout or b"") + (exc.stderr or b""))[-400:].decode(errors="replace")
+            raise RemoteTimeout(f"{self.spec.name}: a local command ran longer than its limit; "
+                                f"the last output was: {tail}") from None
+        decode = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
+        return Result(done.returncode, decode(done.stdout), decode(done.stderr),
+                      time.monotonic() - start)
