@@ -43,11 +43,13 @@ def read_dynamic(graph: Graph, path: Path, kind: str, vault: VaultKeys | None) -
     from ansible.parsing.dataloader import DataLoader
 
     from provision.model import ConfigError
-    from provision.templating import _secrets
+    from provision.templating import _secrets, use_vault_secrets
 
     loader = DataLoader()
     if vault and (vault.password_files or vault.password is not None):
-        loader.set_vault_secrets(_secrets(vault, str(path)))
+        secrets = _secrets(vault, str(path))
+        loader.set_vault_secrets(secrets)
+        use_vault_secrets(secrets)
     try:
         found = InventoryManager(loader=loader, sources=[str(path)])
     except AnsibleError as exc:

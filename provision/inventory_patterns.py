@@ -96,7 +96,7 @@ class Matcher:
             raise ConfigError("--limit", "pattern", term,
                               f"it matches no host or group; {self.describe}")
         found = list(dict.fromkeys(found))
-        if sub is None:
+        if sub is None or not found:
             return found
         start, end = sub
         try:

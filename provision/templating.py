@@ -55,12 +55,29 @@ def needs_ansible(value: object) -> bool:
     return False
 
 
+_READY: list[bool] = []
+
+
 def ansible_required(where: str, key: str, value: object, why: str) -> None:
-    """Import ansible-core, or stop with how to get it."""
+    """Import ansible-core and set up its plugin loader once, or stop with how to get it."""
     try:
         import ansible  # noqa: F401
     except ImportError:
         raise ConfigError(where, key, value, f"{why} needs ansible-core: {INSTALL_HINT}") from None
+    if not _READY:
+        from ansible.plugins.loader import init_plugin_loader
+
+        init_plugin_loader()  # as ansible's CLIs do: collections (amazon.aws, ...) resolve
+        _READY.append(True)
+
+
+def use_vault_secrets(secrets: list) -> None:
+    """ansible-core >= 2.19 decrypts through one process-wide context; older ones need none."""
+    try:
+        from ansible.parsing.vault import VaultSecretsContext
+    except ImportError:
+        return
+    VaultSecretsContext._current = VaultSecretsContext(secrets)
 
 
 def _secrets(vault: VaultKeys | None, where: str):
@@ -94,7 +111,9 @@ def decrypt_file(text: str, where: str, vault: VaultKeys | None) -> str:
     from ansible.parsing.vault import VaultLib
 
     try:
-        return VaultLib(_secrets(vault, where)).decrypt(text).decode()
+        secrets = _secrets(vault, where)
+        use_vault_secrets(secrets)
+        return VaultLib(secrets).decrypt(text).decode()
     except ConfigError:
         raise
     except Exception as exc:
@@ -115,6 +134,7 @@ class AnsibleView:
                          "a Jinja or vault value")
         from ansible.inventory.manager import InventoryManager
         from ansible.parsing.dataloader import DataLoader
+        from ansible.vars.hostvars import HostVars
         from ansible.vars.manager import VariableManager
 
         self.loader = DataLoader()
@@ -123,10 +143,14 @@ class AnsibleView:
             self.loader.set_basedir(str(first if first.is_dir() else first.parent))
         self.unlocked = bool(vault and (vault.password_files or vault.password is not None))
         if self.unlocked:
-            self.loader.set_vault_secrets(_secrets(vault, "--vault-password-file"))
+            secrets = _secrets(vault, "--vault-password-file")
+            self.loader.set_vault_secrets(secrets)
+            use_vault_secrets(secrets)
         self.inventory = InventoryManager(loader=self.loader,
                                           sources=[str(s) for s in sources])
         self.variables = VariableManager(loader=self.loader, inventory=self.inventory)
+        HostVars(inventory=self.inventory, variable_manager=self.variables,
+                 loader=self.loader)  # gives templates `hostvars`, as a play would
         self.extra = dict(extra)
 
     def template(self, host: str, values: dict, sources: dict, keys: list[str]) -> dict:
