@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 import time
 from dataclasses import replace
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from provision.connection import (
     HostKeyChangedError,
@@ -17,7 +19,10 @@ from provision.connection import (
     Remote,
     RemoteTimeout,
     fingerprint,
+    resolve_endpoint,
 )
+from provision.inventory import load_inventory
+from provision.local import LocalRemote
 from provision.model import HostSpec, Settings, UnreachableError
 from tests.unit.sshd_server import Sshd, free_port, new_key
 
@@ -171,3 +176,97 @@ def test_forward_reaches_a_port_only_the_host_sees(sshd: Sshd, tmp_path: Path) -
             assert remote.exec_requests == 0
     finally:
         server.shutdown()
+
+
+# --------------------------------------------------------------------------- from the inventory
+
+
+@pytest.fixture(scope="module")
+def jump_sshd(tmp_path_factory: pytest.TempPathFactory):
+    """A second sshd with its own host key and client key: the bastion."""
+    server = Sshd(tmp_path_factory.mktemp("jump"))
+    yield server
+    server.stop()
+
+
+def _inventory_host(tmp_path: Path, host_vars: dict) -> HostSpec:
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump({"all": {"hosts": {"target": host_vars}}}))
+    return load_inventory(path).hosts["target"]
+
+
+def _known(tmp_path: Path, *servers: Sshd) -> Settings:
+    return _settings(tmp_path, "".join(s.known_hosts_line() for s in servers))
+
+
+def test_proxyjump_in_ssh_common_args_goes_through_the_bastion(
+        sshd: Sshd, jump_sshd: Sshd, tmp_path: Path) -> None:
+    # the bastion authorizes only its own client key: given with -i in the ProxyCommand
+    spec = _inventory_host(tmp_path, {
+        "ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(sshd.client_key),
+        "ansible_ssh_common_args": (f"-o ProxyCommand='ssh -i {jump_sshd.client_key} -W %h:%p "
+                                    f"-p {jump_sshd.port} root@127.0.0.1' -o ControlMaster=auto"),
+    })
+    assert [str(h) for h in spec.jump] == [f"root@127.0.0.1:{jump_sshd.port}"]
+    jump_log, target_execs = jump_sshd.log.read_text(), sshd.exec_requests()
+    with Remote(spec, _known(tmp_path, sshd, jump_sshd)) as remote:
+        assert remote.run("echo through-bastion", timeout=10).stdout == "through-bastion\n"
+        assert remote.via_gateway
+    assert "direct-tcpip" in jump_sshd.log.read_text()[len(jump_log):]
+    assert sshd.exec_requests() == target_execs + 1  # the command ran on the target only
+
+
+def test_proxyjump_option_and_jump_flag(sshd: Sshd, tmp_path: Path) -> None:
+    spec = _inventory_host(tmp_path, {
+        "ansible_host": "127.0.0.1", "ansible_port": sshd.port,
+        "ansible_ssh_private_key_file": str(sshd.client_key),
+        "ansible_ssh_extra_args": f"-J root@127.0.0.1:{sshd.port}",
+    })
+    log = sshd.log.read_text()
+    with Remote(spec, _known(tmp_path, sshd)) as remote:
+        assert remote.run("echo hop", timeout=10).stdout == "hop\n"
+    assert "direct-tcpip" in sshd.log.read_text()[len(log):]
+
+
+def test_every_hop_key_is_verified_strictly(sshd: Sshd, jump_sshd: Sshd, tmp_path: Path) -> None:
+    spec = _inventory_host(tmp_path, {
+        "ansible_host": "127.0.0.1", "ansible_port": sshd.port,
+        "ansible_ssh_private_key_file": str(sshd.client_key),
+        "ansible_ssh_common_args": f"-o ProxyJump=root@localhost:{jump_sshd.port}",
+    })
+    before = sshd.exec_requests()
+    with pytest.raises(HostKeyUnknownError, match=rf"\[localhost\]:{jump_sshd.port}"):
+        Remote(spec, _known(tmp_path, sshd)).run("true", timeout=5)  # the bastion is unknown
+    assert sshd.exec_requests() == before
+
+
+def test_ssh_config_is_beneath_both_spellings(sshd: Sshd, tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host target-alias\n  HostName 127.0.0.1\n  Port 1\n  User nobody\n"
+                      f"  IdentityFile {sshd.client_key}\n")
+    for spelling in ({"ansible_port": sshd.port, "ansible_user": "root"},
+                     {"ansible_ssh_port": sshd.port, "ansible_ssh_user": "root"}):
+        spec = _inventory_host(tmp_path, {"ansible_host": "target-alias", **spelling})
+        end = resolve_endpoint(spec, str(config))
+        assert (end.address, end.port, end.user) == ("127.0.0.1", sshd.port, "root")
+        with Remote(spec, _known(tmp_path, sshd), ssh_config_path=str(config)) as remote:
+            assert remote.run("echo ok", timeout=10).ok
+    bare = _inventory_host(tmp_path, {"ansible_host": "target-alias"})
+    end = resolve_endpoint(bare, str(config))
+    assert (end.port, end.user, end.key_file) == (1, "nobody", str(sshd.client_key))
+
+
+def test_local_connection_runs_here_without_ssh(sshd: Sshd, tmp_path: Path) -> None:
+    spec = _inventory_host(tmp_path, {"ansible_connection": "local",
+                                      "ansible_host": "192.0.2.1"})  # never contacted
+    before = sshd.exec_requests()
+    with Remote(spec, Settings()) as remote:
+        assert isinstance(remote, LocalRemote)
+        result = remote.run('read line; echo "$line $(id -u) $PPID"', timeout=10, stdin=b"fed\n")
+        assert remote.exec_requests == 1 and not remote.via_gateway
+    words = result.stdout.split()
+    assert result.ok and words[:2] == ["fed", str(os.geteuid())]
+    assert remote.hostname == "127.0.0.1" and sshd.exec_requests() == before
+    with pytest.raises(RemoteTimeout):
+        LocalRemote(spec, Settings()).run("sleep 5", timeout=0.5)
