@@ -1,23 +1,32 @@
 """Becoming root with sudo, the password (if any) fed on stdin and never on a command line.
 
 Without a password: `sudo -n /bin/sh -c SCRIPT` (fails at once, never hangs
-on a prompt). With `ansible_become_password`: the first line of stdin is the
-password; a small fixed sh program reads it with the `read` builtin, hands it
-to `sudo -S -k -v` through the `printf` builtin (builtins run no program, so
-the password is in no process's arguments), then runs the script with
-`sudo -n` under the credentials just validated (same parent process, so sudo's
-per-parent timestamp applies), its stdin being the rest of ours. Only the
-script travels as an argument, as it does without become.
+on a prompt). With `ansible_become_password`, the first line of stdin is the
+password. A small fixed sh program reads it with the `read` builtin into an
+exported variable (visible to the same user and root only, never in any argv,
+and dropped by sudo's env_reset before the script runs), writes a two-line
+askpass helper that prints that variable (the helper file holds no secret),
+checks the password with `sudo -A -k -v` (exit 97 with a clear message when
+refused), then runs the script with `sudo -A -k`; the script's stdin is the
+rest of ours. `-k` makes sudo ask every time (a cached credential never lets
+the password line leak into the script), and a NOPASSWD rule simply never
+runs the helper. Only the script travels as an argument, as it does without
+become.
 """
 
 from __future__ import annotations
 
 BECOME_EXIT = 97  # the password was refused: distinct from any script's own status
 _WRAPPER = (
-    'IFS= read -r pw || exit 96; '
-    'printf "%s\\n" "$pw" | sudo -S -k -p "" -v >/dev/null 2>&1 || '
-    '{ echo "sudo refused the become password (ansible_become_password)" >&2; exit 97; }; '
-    'pw=; sudo -n /bin/sh -c "$1"'
+    'IFS= read -r pw || exit 96\n'
+    'PROVISION_BECOME_PW=$pw; export PROVISION_BECOME_PW; pw=\n'
+    'askpass=$(mktemp) || exit 96\n'
+    'trap \'rm -f "$askpass"\' EXIT\n'
+    'printf \'#!/bin/sh\\nprintf "%%s\\\\n" "$PROVISION_BECOME_PW"\\n\' > "$askpass"\n'
+    'chmod 700 "$askpass"\n'
+    'SUDO_ASKPASS=$askpass sudo -A -k -p "" -v >/dev/null 2>&1 || '
+    '{ echo "sudo refused the become password (ansible_become_password)" >&2; exit 97; }\n'
+    'SUDO_ASKPASS=$askpass sudo -A -k -p "" /bin/sh -c "$1"\n'
 )
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import http.server
 import os
+import secrets
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -13,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from provision.become import BECOME_EXIT
 from provision.connection import (
     HostKeyChangedError,
     HostKeyUnknownError,
@@ -270,3 +275,54 @@ def test_local_connection_runs_here_without_ssh(sshd: Sshd, tmp_path: Path) -> N
     assert remote.hostname == "127.0.0.1" and sshd.exec_requests() == before
     with pytest.raises(RemoteTimeout):
         LocalRemote(spec, Settings()).run("sleep 5", timeout=0.5)
+
+
+BECOME_USER = "provtest-become"
+
+
+@pytest.fixture(scope="module")
+def open_sshd():
+    """An sshd whose authorized_keys a non-root user can read (pytest's tmp is root-only)."""
+    root = Path(tempfile.mkdtemp(prefix="provision-sshd-"))
+    root.chmod(0o755)
+    server = Sshd(root)
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def sudo_user() -> str:
+    """A real login user whose sudo asks for a password; removed afterwards."""
+    assert shutil.which("sudo"), "sudo is needed here (make setup installs it)"
+    password = secrets.token_urlsafe(12)
+    subprocess.run(["useradd", "-M", "-s", "/bin/sh", BECOME_USER], check=False,
+                   capture_output=True)
+    subprocess.run(["chpasswd"], input=f"{BECOME_USER}:{password}".encode(), check=True)
+    sudoers = Path("/etc/sudoers.d/provision-test-become")
+    sudoers.write_text(f"{BECOME_USER} ALL=(ALL) ALL\n")
+    sudoers.chmod(0o440)
+    yield password
+    sudoers.unlink()
+    subprocess.run(["userdel", BECOME_USER], check=False, capture_output=True)
+
+
+def test_become_password_goes_on_stdin_never_on_a_command_line(
+        open_sshd: Sshd, tmp_path: Path, sudo_user: str) -> None:
+    sshd = open_sshd
+    base = {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": BECOME_USER,
+            "ansible_ssh_private_key_file": str(sshd.client_key), "ansible_become": True}
+    spec = _inventory_host(tmp_path, {**base, "ansible_become_password": sudo_user})
+    assert spec.become_password == sudo_user
+    with Remote(spec, _known(tmp_path, sshd)) as remote:
+        result = remote.run('printf "%s|" "$(cat)"; id -u', timeout=20, stdin=b"payload")
+        assert sudo_user not in remote._command("true")
+    assert (result.rc, result.stdout) == (0, "payload|0\n"), result.tail()
+    assert sudo_user not in sshd.log.read_text()
+    wrong = _inventory_host(tmp_path, {**base, "ansible_become_password": "not-it"})
+    with Remote(wrong, _known(tmp_path, sshd)) as remote:
+        refused = remote.run("id -u", timeout=20)
+    assert refused.rc == BECOME_EXIT and "ansible_become_password" in refused.stderr
+    without = _inventory_host(tmp_path, base)
+    with Remote(without, _known(tmp_path, sshd)) as remote:
+        assert not remote.run("id -u", timeout=20).ok  # sudo -n: no prompt, no hang
