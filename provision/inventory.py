@@ -231,11 +231,13 @@ class _Templater:
 
     def __init__(self, sources: list[Path], vault: VaultKeys | None, extra: dict) -> None:
         self.sources, self.vault, self.extra = sources, vault, extra
-        self.used = tool_variable_names()
         self.view: AnsibleView | None = None
 
     def apply(self, host: str, values: dict, sources: dict) -> None:
-        keys = [k for k in self.used if k in values and needs_ansible(values[k])]
+        if not any(needs_ansible(v) for v in values.values()):
+            return  # the common case: no Jinja, no vault; nothing more is imported
+        used = tool_variable_names()
+        keys = [k for k in used if k in values and needs_ansible(values[k])]
         if not keys:
             return
         if self.view is None:

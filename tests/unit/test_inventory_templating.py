@@ -73,7 +73,8 @@ def test_a_wrong_vault_password_is_a_clear_error(tmp_path: Path) -> None:
         load_inventory(CORPUS / "14-vault" / "inventory.yml", VaultKeys((str(wrong),)))
 
 
-@pytest.mark.parametrize("source", ["13-jinja-values/inventory.yml", "33-dynamic-script/inventory.py",
+@pytest.mark.parametrize("source", ["13-jinja-values/inventory.yml",
+                                    "33-dynamic-script/inventory.py",
                                     "34-plugin-generator/inventory.config.yml"])
 def test_without_ansible_core_the_error_says_how_to_get_it(
         source: str, monkeypatch: pytest.MonkeyPatch) -> None:
