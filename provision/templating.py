@@ -65,9 +65,12 @@ def ansible_required(where: str, key: str, value: object, why: str) -> None:
     except ImportError:
         raise ConfigError(where, key, value, f"{why} needs ansible-core: {INSTALL_HINT}") from None
     if not _READY:
+        import sys
+
         from ansible.plugins.loader import init_plugin_loader
 
-        init_plugin_loader()  # as ansible's CLIs do: collections (amazon.aws, ...) resolve
+        if not any(type(f).__name__ == "_AnsibleCollectionFinder" for f in sys.meta_path):
+            init_plugin_loader()  # as ansible's CLIs do: collections (amazon.aws, ...) resolve
         _READY.append(True)
 
 

@@ -10,6 +10,7 @@ spelling wins). Nothing here is provision code.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,8 @@ class Oracle:
     def __init__(self, sources: list[Path], basedir: Path, vault_password: bytes | None) -> None:
         self.loader = DataLoader()
         self.loader.set_basedir(str(basedir))
-        init_plugin_loader()
+        if not any(type(f).__name__ == "_AnsibleCollectionFinder" for f in sys.meta_path):
+            init_plugin_loader()  # once per process, as ansible's CLIs do
         if vault_password is not None:
             secrets = [("default", VaultSecret(vault_password))]
             self.loader.set_vault_secrets(secrets)
