@@ -84,6 +84,7 @@ class Inventory:
     first_seen: list[str] = field(default_factory=list)  # host names in the order first read
     base_vars: dict = field(default_factory=dict)  # `all`'s vars: what a --host outside gets
     base_sources: dict = field(default_factory=dict)
+    templater: _Templater | None = None  # for a --host outside, whose `all` vars may need it
 
     @property
     def path(self) -> Path | None:
@@ -121,6 +122,8 @@ class Inventory:
             values["ansible_user"], sources["ansible_user"] = user, "--host"
         if port is not None:
             values["ansible_port"], sources["ansible_port"] = port, "--host"
+        if self.templater is not None:
+            self.templater.apply(target, values, sources)
         return connection_spec(target, address, values, sources)
 
 
@@ -272,4 +275,5 @@ def load_inventory(paths: Path | str | list | tuple | None, vault: VaultKeys | N
     base_vars, base_sources = _merge([(graph.groups["all"].vars, graph.groups["all"].sources),
                                       files.files("group_vars", "all")])
     _resolve_local_paths(base_vars, base)
-    return Inventory(sources, hosts, groups, list(graph.hosts), base_vars, base_sources)
+    return Inventory(sources, hosts, groups, list(graph.hosts), base_vars, base_sources,
+                     templater)

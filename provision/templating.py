@@ -162,10 +162,9 @@ class AnsibleView:
         from ansible.template import Templar
 
         target = self.inventory.get_host(host)
-        if target is None:
-            raise ConfigError(sources.get(keys[0], host), keys[0], host,
-                              "ansible-core does not see this host in the same inventory; "
-                              "run ansible-inventory --list to compare")
+        if target is None:  # a --host outside the inventory: it gets `all`'s variables
+            self.inventory.add_host(host, group="all")
+            target = self.inventory.get_host(host)
         context = self.variables.get_vars(host=target, include_hostvars=True)
         context.update(self.extra)
         templar = Templar(loader=self.loader, variables=context)

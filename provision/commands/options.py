@@ -16,7 +16,7 @@ def inventory_options(command):
         from provision.commands.targets import InventoryArgs
         from provision.templating import VaultKeys
 
-        password = click.prompt("Vault password", hide_input=True) if ask_vault_pass else None
+        password = click.prompt("Vault password", hide_input=True, err=True) if ask_vault_pass else None
         vault = VaultKeys(tuple(vault_password_file), password)
         return command(*args, inventory=InventoryArgs(tuple(inventory), vault), **kwargs)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from provision.cli import main
 from provision.inventory import load_inventory
 from provision.model import ConfigError
 from provision.templating import VaultKeys
@@ -141,3 +144,22 @@ def test_jump_hosts_first_proxy_setting_wins_and_tuning_options_are_ignored(
     })
     spec = load_inventory(path).hosts["gpu1"]
     assert [str(h) for h in spec.jump] == ["a@j1", "[fd00::1]:2200"]
+
+
+def test_a_host_outside_the_inventory_gets_all_vars_templated_too(tmp_path: Path) -> None:
+    path = _yaml(tmp_path, {"ansible_host": "10.0.0.1"},
+                 {"base_port": 9000, "api_port": "{{ base_port + 80 }}"})
+    spec = load_inventory(path).resolve_host("ubuntu@10.0.0.99")
+    assert (spec.vars["api_port"], spec.address, spec.user) == (9080, "10.0.0.99", "ubuntu")
+
+
+def test_ask_vault_pass_prompts_and_opens_the_vault() -> None:
+    root = CORPUS / "14-vault"
+    password = (root / "vault-pass.txt").read_text().strip()
+    result = CliRunner().invoke(main, ["inventory", "-i", str(root / "inventory.yml"),
+                                       "--ask-vault-pass", "--list"], input=f"{password}\n")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)  # the prompt went to stderr
+    assert password not in result.stdout
+    assert listed["hosts"][0]["vars"]["api_key"] == "<hidden>"
+    assert "sk-vaulted" not in result.stdout
