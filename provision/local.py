@@ -17,6 +17,22 @@ from provision.become import become_argv, become_stdin
 from provision.model import HostSpec, Settings
 
 
+class DirectPort:
+    """What `forward` gives for a local host: the port itself (nothing to open or close)."""
+
+    def __init__(self, port: int) -> None:
+        self.local_port = port
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def __enter__(self) -> DirectPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class LocalRemote:
     """Runs scripts on this machine; counts them as Remote counts exec requests."""
 
@@ -46,9 +62,9 @@ class LocalRemote:
     def via_gateway(self) -> bool:
         return False
 
-    def forward(self, remote_port: int, remote_host: str = "127.0.0.1"):
-        """No tunnel is needed to reach this machine's own ports."""
-        raise RuntimeError("a local host's ports are reached directly; no forward is needed")
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> DirectPort:
+        """No tunnel: this machine's own port, with a Tunnel's interface."""
+        return DirectPort(remote_port)
 
     def run(self, script: str, timeout: float, stdin: bytes | None = None):
         """Run a POSIX sh script here, as root (through sudo when not root)."""

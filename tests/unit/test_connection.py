@@ -275,6 +275,8 @@ def test_local_connection_runs_here_without_ssh(sshd: Sshd, tmp_path: Path) -> N
     assert remote.hostname == "127.0.0.1" and sshd.exec_requests() == before
     with pytest.raises(RemoteTimeout):
         LocalRemote(spec, Settings()).run("sleep 5", timeout=0.5)
+    with LocalRemote(spec, Settings()).forward(8180) as port:
+        assert port.local_port == 8180  # this machine's own port: no tunnel
 
 
 BECOME_USER = "provtest-become"
