@@ -16,7 +16,9 @@ def inventory_options(command):
         from provision.commands.targets import InventoryArgs
         from provision.templating import VaultKeys
 
-        password = click.prompt("Vault password", hide_input=True, err=True) if ask_vault_pass else None
+        password = None
+        if ask_vault_pass:
+            password = click.prompt("Vault password", hide_input=True, err=True)
         vault = VaultKeys(tuple(vault_password_file), password)
         return command(*args, inventory=InventoryArgs(tuple(inventory), vault), **kwargs)
 
