@@ -27,6 +27,7 @@ from pathlib import Path
 
 from provision.inventory_graph import Graph
 from provision.inventory_names import expand_host_key
+from provision.inventory_yaml import check_var_name
 from provision.model import ConfigError
 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
@@ -143,7 +144,7 @@ class _IniReader:
             var, eq, text = token.partition("=")
             if not eq:
                 raise self.error(key, token, "host variables are key=value, after the host name")
-            values[var] = ini_value(text)
+            values[check_var_name(var, self.at(), text)] = ini_value(text)
         for name in names:
             self.graph.add_host(name, self.group, port, self.at())
             for var, value in values.items():
@@ -153,7 +154,8 @@ class _IniReader:
         var, eq, text = line.partition("=")
         if not eq:
             raise self.error(f"[{self.group}:vars]", line, "a vars line is key=value")
-        self.graph.set_group_var(self.group, var.strip(), ini_value(text.strip()), self.at())
+        name = check_var_name(var.strip(), self.at(), text.strip())
+        self.graph.set_group_var(self.group, name, ini_value(text.strip()), self.at())
 
     def child_line(self, line: str) -> None:
         match = _GROUP_NAME.match(line)

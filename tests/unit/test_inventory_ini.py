@@ -51,6 +51,8 @@ def test_host_line_quotes_are_removed_before_typing_vars_lines_keep_them(tmp_pat
     ("all:\n  hosts:\n", 1, "looks like YAML"),
     ("[g]\nh[3:1]\n", 2, "start is after its end"),
     ("[g]\nh1:99999\n", 2, "1 to 65535"),
+    ("[g]\nh1 api-port=1\n", 2, "letters, digits and '_'"),
+    ("[g]\nh1\n[g:vars]\n9lives=1\n", 4, "letters, digits and '_'"),
 ])
 def test_ini_errors_name_file_line_and_fix(tmp_path: Path, text: str, line: int,
                                            fragment: str) -> None:
