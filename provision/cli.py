@@ -181,9 +181,12 @@ def _guarded(command) -> int:
 
 
 def _register_subcommands() -> None:
-    from provision.lab.cli import lab
+    """Commands other distributions add under `provision` (the lab's `provision lab`), by the
+    entry-point group `provision.commands`, so the tool ships none of their code."""
+    from importlib.metadata import entry_points
 
-    main.add_command(lab)
+    for entry in entry_points(group="provision.commands"):
+        main.add_command(entry.load(), entry.name)
 
 
 _register_subcommands()

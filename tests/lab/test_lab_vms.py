@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from provision.lab import machine, paths
-from provision.lab.profiles import get_profile
+from provision_lab import machine, paths
+from provision_lab.profiles import get_profile
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_bare_host_installs_venv_from_the_lab_apt_repository(lab) -> None:
 
 def test_a_lab_killed_midway_is_cleaned_by_the_next_one(lab) -> None:
     """Its nspawn killed, its state file lost: the next Lab still finds and removes all."""
-    from provision.lab.lab import Lab
+    from provision_lab.lab import Lab
 
     host = lab.add_host("a100")
     os.kill(host.pid, signal.SIGKILL)

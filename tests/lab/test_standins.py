@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from provision.lab import index as lab_index
-from provision.lab.profiles import (
+from provision_lab import index as lab_index
+from provision_lab.profiles import (
     NVIDIA_SMI_SOURCE,
     get_profile,
     install_profile,

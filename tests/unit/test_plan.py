@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from provision.lab.profiles import load_profiles
+from provision_lab.profiles import load_profiles
 from provision.model import Listener, Settings
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.preflight import preflight

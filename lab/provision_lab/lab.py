@@ -19,17 +19,22 @@ from pathlib import Path
 
 import yaml
 
-import provision
-from provision.lab import machine, network, paths, rootfs
-from provision.lab.machine import LabHost
-from provision.lab.profiles import get_profile, install_profile
-from provision.lab.system import LabError, ensure_packages, require_root, run
+import provision_lab
+from provision_lab import machine, network, paths, rootfs
+from provision_lab.answers import lab_answers
+from provision_lab.machine import LabHost
+from provision_lab.profiles import get_profile, install_profile
+from provision_lab.system import LabError, ensure_packages, require_root, run
 
 # Lab hosts carry a small stand-in for the default model's weights in FastDeploy's download
 # cache (the real ones are ~60 GB): the server finds them as it would after a first
 # download, and pre-flight's disk check (tested without the lab) does not need 60 GB here.
 SEEDED_MODEL = "var/lib/fastdeploy/models/PaddlePaddle/ERNIE-4.5-VL-28B-A3B-Paddle"
 
+
+# A site mirror, as closed GPU clusters configure pip: the lab's general index.
+PIP_CONF = (f"[global]\nindex-url = {paths.GENERAL_INDEX_URL}\n"
+            f"trusted-host = {paths.GATEWAY}\n")
 
 # Every booted systemd holds several inotify instances; the kernel's default of 128 per user
 # stops containers from booting after about a dozen ("Too many open files" inside).
@@ -83,17 +88,23 @@ class Lab:
     # ------------------------------------------------------------------ lifecycle
 
     def up(self, count: int = 1, profiles: list[str] | None = None,
-           bare: bool = False) -> list[LabHost]:
+           bare: bool = False, pip_mirror: bool = True) -> list[LabHost]:
         """A fresh lab of `count` hosts gpu1..gpuN, profiles assigned in turn."""
         profiles = profiles or ["a100"]
         self.down()
-        return self.add_hosts([(profiles[i % len(profiles)], bare) for i in range(count)])
+        return self.add_hosts([(profiles[i % len(profiles)], bare) for i in range(count)],
+                              pip_mirror=pip_mirror)
 
-    def add_host(self, profile: str, bare: bool = False) -> LabHost:
-        return self.add_hosts([(profile, bare)])[0]
+    def add_host(self, profile: str, bare: bool = False, pip_mirror: bool = True) -> LabHost:
+        return self.add_hosts([(profile, bare)], pip_mirror=pip_mirror)[0]
 
-    def add_hosts(self, specs: list) -> list[LabHost]:
-        """Boot several hosts at once; a spec is a profile name or (profile, bare)."""
+    def add_hosts(self, specs: list, pip_mirror: bool = True) -> list[LabHost]:
+        """Boot several hosts at once; a spec is a profile name or (profile, bare).
+
+        pip_mirror=False boots them without /etc/pip.conf, so pip falls back to its default
+        index (pypi.org), which a lab host cannot reach, as on a closed cluster without a
+        site mirror.
+        """
         pairs = [(s, False) if isinstance(s, str) else (s[0], bool(s[1])) for s in specs]
         for profile, _ in pairs:
             get_profile(profile)  # unknown names fail before anything starts
@@ -101,7 +112,8 @@ class Lab:
         new = []
         for profile, bare in pairs:
             number = self._next_number()
-            host = LabHost(f"gpu{number}", number, paths.host_address(number), profile, bare)
+            host = LabHost(f"gpu{number}", number, paths.host_address(number), profile, bare,
+                           pip_mirror=pip_mirror)
             self.hosts[host.name] = host
             machine.prepare(host, self._rootfs.variant(bare), self._customizer(host))
             self._write_known_hosts()
@@ -165,8 +177,11 @@ class Lab:
             if host.bare:
                 children.setdefault("bare", {"hosts": {}})["hosts"][host.name] = None
         data = {"all": {
+            # The lab's hosts run Python 3.11 (Debian 12), which 2.5.0's cp310-only wheels
+            # refuse; 2.4 is the newest line that installs there. Dependencies come from the
+            # hosts' own pip configuration (the site mirror), so no extra index is set.
             "vars": {"known_hosts_file": str(paths.KNOWN_HOSTS),
-                     "package_index_url": paths.INDEX_URL, "pip_extra_index_url": ""},
+                     "package_index_url": paths.PADDLE_INDEX_URL, "fastdeploy_version": "2.4"},
             "hosts": {h.name: {"ansible_host": h.address, "ansible_user": "root",
                                "ansible_ssh_private_key_file": str(paths.KEY_FILE)}
                       for h in self.hosts.values()},
@@ -215,7 +230,7 @@ class Lab:
         self._publish_index()
 
     def _publish_index(self) -> None:
-        from provision.lab.index import build_index
+        from provision_lab.index import build_index
 
         build_index(paths.INDEX_ROOT)
         apt = paths.INDEX_ROOT / "apt"
@@ -228,12 +243,12 @@ class Lab:
 
     def _customizer(self, host: LabHost):
         def customize(root: Path) -> None:
-            from provision.acceptance import lab_answers
-
             install_profile(root, get_profile(host.profile))
             etc = root / "etc/provision-lab"
             etc.mkdir(parents=True, exist_ok=True)
             (etc / "answers.json").write_text(json.dumps(lab_answers()))
+            if host.pip_mirror:
+                (root / "etc/pip.conf").write_text(PIP_CONF)
             seeded = root / SEEDED_MODEL
             seeded.mkdir(parents=True, exist_ok=True)
             (seeded / "config.json").write_text('{"architectures": ["stand-in"]}\n')
@@ -257,17 +272,17 @@ class Lab:
             cmdline = Path(f"/proc/{self.index_pid}/cmdline").read_bytes()
         except OSError:
             return False
-        return b"provision.lab.index" in cmdline
+        return b"provision_lab.index" in cmdline
 
     def _start_index(self) -> None:
         if self._index_alive():
             return
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(provision.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+            [str(Path(provision_lab.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
         log = open(paths.STATE_DIR / "index-server.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "provision.lab.index", "serve", "--root", str(paths.INDEX_ROOT),
+            [sys.executable, "-m", "provision_lab.index", "serve", "--root", str(paths.INDEX_ROOT),
              "--bind", paths.GATEWAY, "--port", str(paths.INDEX_PORT)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
         log.close()

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 
-from provision.model import ProvisionError
 
 # Debian packages the lab needs on this machine, by the command that shows they are there.
 NEEDED = {
@@ -20,7 +19,7 @@ NEEDED = {
 }
 
 
-class LabError(ProvisionError):
+class LabError(Exception):
     """The lab cannot do what was asked; the text says why and the fix."""
 
 

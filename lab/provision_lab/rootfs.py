@@ -18,8 +18,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision.lab import paths
-from provision.lab.system import LabError, run
+from provision_lab import paths
+from provision_lab.system import LabError, run
 
 SUITE = "bookworm"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "openssh-server", "python3", "dbus", "iproute2",

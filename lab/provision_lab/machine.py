@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from provision.lab import network, paths
-from provision.lab.system import LabError, run
+from provision_lab import network, paths
+from provision_lab.system import LabError, run
 
 BOOT_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
@@ -29,6 +29,7 @@ class LabHost:
     profile: str
     bare: bool = False
     pid: int | None = None
+    pip_mirror: bool = True  # /etc/pip.conf points pip at the lab's general index
 
     @property
     def dir(self) -> Path:

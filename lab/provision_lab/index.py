@@ -13,8 +13,8 @@ byte, so a rebuild from the same sources gives the same hashes. A stamp over the
 the data makes build_index a no-op when nothing changed.
 
 CLI (helper processes run it as a daemon):
-    python -m provision.lab.index build DEST
-    python -m provision.lab.index serve --root DIR --bind ADDR --port PORT
+    python -m provision_lab.index build DEST
+    python -m provision_lab.index serve --root DIR --bind ADDR --port PORT
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def build_wheel(spec: WheelSpec, dest_dir: Path) -> Path:
         f"Requires-Python: {REQUIRES_PYTHON}\n"
     ).encode()
     files[f"{dist_info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: provision.lab.index\nRoot-Is-Purelib: true\n"
+        b"Wheel-Version: 1.0\nGenerator: provision_lab.index\nRoot-Is-Purelib: true\n"
         b"Tag: py3-none-any\n"
     )
     record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
@@ -296,7 +296,7 @@ def serve_index(root: Path, bind: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m provision.lab.index",
+    parser = argparse.ArgumentParser(prog="python -m provision_lab.index",
                                      description="The lab's stand-in package index.")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build every stand-in wheel and the PEP 503 pages")

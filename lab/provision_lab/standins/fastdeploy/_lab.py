@@ -1,6 +1,6 @@
 """The stand-in's build facts and the lab's knobs on the host (/etc/provision-lab/*).
 
-Build facts (_lab_build.json, written by provision/lab/index.py from provision/data/*.yaml):
+Build facts (_lab_build.json, written by lab/provision_lab/index.py from provision/data/*.yaml):
 version, paired paddle version and commit, CUDA build, and the GPU architectures (SM) the
 wheel's kernels were compiled for.
 

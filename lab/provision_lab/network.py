@@ -6,8 +6,8 @@ that was killed midway can find its leftovers without touching anything else.
 
 from __future__ import annotations
 
-from provision.lab import paths
-from provision.lab.system import run
+from provision_lab import paths
+from provision_lab.system import run
 
 
 def _links() -> list[str]:

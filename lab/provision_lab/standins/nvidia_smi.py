@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Stand-in nvidia-smi for the lab's GPU-less test hosts.
 
-Reads the host's GPU profile (JSON written by provision.lab.profiles.install_profile) from
+Reads the host's GPU profile (JSON written by provision_lab.profiles.install_profile) from
 $PROVISION_LAB_GPU_JSON, else $PROVISION_LAB_ETC/gpu.json, else /etc/provision-lab/gpu.json,
 and prints what a real nvidia-smi with that driver prints. Formats are copied from real outputs
 (../shared/reference/nvidia-smi-samples.md):

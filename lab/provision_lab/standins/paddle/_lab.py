@@ -4,7 +4,7 @@ This module plays libcuda for the stand-in: it asks the host's nvidia-smi (the o
 lab host has onto its "GPU") for the driver and the devices, and it raises the errors real
 Paddle raises when the driver is too old for the CUDA build of the wheel or a device is
 missing. The build facts (version, CUDA, minimum driver) are written into _lab_build.json
-by the lab's index builder (provision/lab/index.py) from provision/data/*.yaml.
+by the lab's index builder (lab/provision_lab/index.py) from provision/data/*.yaml.
 
 Runs on the host's Python (3.9-3.12): standard library only.
 """

@@ -18,7 +18,9 @@ if LAB_ID not in ("", *"123456789"):
 
 CACHE_DIR = Path(os.environ.get("PROVISION_LAB_CACHE", f"/var/cache/provision-lab{LAB_ID}"))
 STATE_DIR = Path(os.environ.get("PROVISION_LAB_STATE", f"/var/lib/provision-lab{LAB_ID}"))
-INDEX_ROOT = CACHE_DIR / "index"  # the stand-in package index (and /apt/) served to hosts
+INDEX_ROOT = CACHE_DIR / "index"  # the stand-in Paddle index (and /apt/) served to hosts
+GENERAL_ROOT = CACHE_DIR / "general-index"  # the general index's stand-in and decoy wheels
+GENERAL_WHEELS = CACHE_DIR / "general-wheels"  # extra wheels (e.g. mirrored from PyPI) served too
 HOSTS_DIR = STATE_DIR / "hosts"
 STATE_FILE = STATE_DIR / "state.json"
 KEY_FILE = STATE_DIR / "id_ed25519"
@@ -34,6 +36,10 @@ BRIDGE = f"provlab{LAB_ID or 0}"
 GATEWAY = f"{SUBNET}.1"
 INDEX_PORT = 8700
 INDEX_URL = f"http://{GATEWAY}:{INDEX_PORT}"
+PADDLE_INDEX_PATH = "packages/stable"  # as upstream: https://www.paddlepaddle.org.cn/packages/stable/
+PADDLE_INDEX_URL = f"{INDEX_URL}/{PADDLE_INDEX_PATH}/"
+GENERAL_INDEX_PORT = 8701  # the "site mirror" (a PyPI stand-in): http://GATEWAY:8701/simple/
+GENERAL_INDEX_URL = f"http://{GATEWAY}:{GENERAL_INDEX_PORT}/simple/"
 NETNS_PREFIX = f"provlab{LAB_ID}-"
 VETH_PREFIX = f"plv{LAB_ID}-"
 FIRST_HOST_OCTET = 10
