@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 
-
 # Debian packages the lab needs on this machine, by the command that shows they are there.
 NEEDED = {
     "debootstrap": "debootstrap",

@@ -24,7 +24,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from provision_lab import index as lab_index
 from provision_lab.profiles import (
     NVIDIA_SMI_SOURCE,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from provision_lab.profiles import load_profiles
+
 from provision.model import Listener, Settings
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.preflight import preflight
