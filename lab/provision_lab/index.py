@@ -1,26 +1,26 @@
-"""The lab's stand-in package index: small pure-Python wheels, laid out like upstream's.
+"""The lab's two package indexes, built from the lab's recorded upstream facts only.
 
-Layout (fastdeploy-facts.md §2.1), under one root:
-    <root>/cu118/ cu123/ cu126/ cu129/         paddlepaddle-gpu, every paired version, built
-                                               for that CUDA (minimum driver embedded)
-    <root>/fastdeploy-gpu-80_90/, -86_89/      fastdeploy-gpu of every `sm_split` release
-    <root>/cu126/, cu129/ (per_cuda releases)  fastdeploy-gpu beside paddle, SM 80/86/89/90
-Each index has a PEP 503 root page; each project page links its wheels with #sha256=.
-Versions, pairings and minimum drivers come from provision/data/releases.yaml and cuda.yaml.
+Paddle index (port 8700), laid out as upstream's https://www.paddlepaddle.org.cn/packages/stable/:
+    <root>/packages/stable/<index>/<project>/   for every index path, project, version and wheel
+                                               tag in upstream/paddle_indexes.yaml, plus Paddle's
+                                               own dependencies (C1)
+General index (port 8701), a PyPI stand-in ("site mirror") at /simple/ (PEP 503):
+    fastdeploy-gpu's ordinary dependencies (they exist only there), Paddle's dependencies, DECOY
+    fastdeploy-gpu and paddlepaddle-gpu 99.0.0, and any wheel dropped into the extra directory
+    (paths.GENERAL_WHEELS), listed on every request.
+Stand-in wheels carry their build facts (_lab_build.json): versions, CUDA build, SMs and, for
+fastdeploy-gpu, the release's behaviour (upstream/releases.yaml). A stamp over every input makes
+a rebuild a no-op when nothing changed.
 
-The wheels are zip files written here (no setuptools, no network), reproducible byte for
-byte, so a rebuild from the same sources gives the same hashes. A stamp over the sources and
-the data makes build_index a no-op when nothing changed.
-
-CLI (helper processes run it as a daemon):
-    python -m provision_lab.index build DEST
+CLI (the lab runs the server as a daemon):
+    python -m provision_lab.index build PADDLE_ROOT GENERAL_ROOT
     python -m provision_lab.index serve --root DIR --bind ADDR --port PORT
+        [--general-root DIR --general-extra DIR --general-port PORT]
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import html
 import json
@@ -32,133 +32,107 @@ import signal
 import sys
 import threading
 import urllib.parse
-import zipfile
-from dataclasses import dataclass
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import yaml
+from provision_lab import upstream
+from provision_lab.wheels import Wheel, write_wheel
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 STANDINS = Path(__file__).resolve().parent / "standins"
 STAMP = ".provision-lab-index.stamp"
-MANIFEST = ".provision-lab-index.json"  # the index directories the last build made
-REQUIRES_PYTHON = ">=3.9"
-# 1980-01-01: the earliest time a zip can hold; fixed so every build is byte-identical.
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-@dataclass(frozen=True)
-class WheelSpec:
-    """One wheel to build: which project and version, into which index, with what build facts."""
-
-    index: str  # directory under the root: "cu126", "fastdeploy-gpu-80_90"
-    project: str  # "paddlepaddle-gpu" or "fastdeploy-gpu"
-    version: str
-    package: str  # the top-level module inside: "paddle" or "fastdeploy"
-    build_info: str  # JSON written as <package>/_lab_build.json
+MANIFEST = ".provision-lab-index.json"  # the top-level entries the last build made
+PADDLE_PATH = ("packages", "stable")
+DECOY_VERSION = "99.0.0"
+DECOY_TEXT = ("{project} {version} is a DECOY from the general index: {project} must come "
+              "from the Paddle index only (pip install ... -i <Paddle index>)")
+_BUILD_INPUTS = ("index.py", "wheels.py", "upstream.py")
 
 
 # --------------------------------------------------------------------------- what to build
 
 
-def _load_data() -> tuple[dict, dict]:
-    return (yaml.safe_load((DATA_DIR / "releases.yaml").read_text()),
-            yaml.safe_load((DATA_DIR / "cuda.yaml").read_text()))
+def commit_of(project: str, version: str) -> str:
+    """A stable stand-in for the git commit a release was built from."""
+    return hashlib.sha1(f"{project} {version}".encode()).hexdigest()
 
 
-def paddle_commit(version: str) -> str:
-    """A stable stand-in for the git commit a paddle release was built from."""
-    return hashlib.sha1(f"paddlepaddle-gpu {version}".encode()).hexdigest()
+def _standin_files(package: str, build_info: dict) -> dict[str, bytes]:
+    source = STANDINS / package
+    files = {path.relative_to(STANDINS).as_posix(): path.read_bytes()
+             for path in sorted(source.rglob("*.py"))}
+    files[f"{package}/_lab_build.json"] = json.dumps(build_info, sort_keys=True).encode() + b"\n"
+    return files
 
 
-def wheel_specs() -> list[WheelSpec]:
-    """Every wheel the index holds, derived from the compatibility data."""
-    releases, cuda = _load_data()
-    cudas = {c["index"]: c for c in cuda["cuda"]}
-    specs: list[WheelSpec] = []
-    for paddle in sorted({r["paddle"] for r in releases["releases"].values()}):
-        for c in cudas.values():
-            info = {"version": paddle, "cuda": c["cuda"], "cuda_index": c["index"],
-                    "min_driver": c["min_driver"], "commit": paddle_commit(paddle)}
-            specs.append(WheelSpec(c["index"], "paddlepaddle-gpu", paddle, "paddle",
-                                   json.dumps(info, sort_keys=True)))
-    for version, release in releases["releases"].items():
-        if release["layout"] == "sm_split":
-            targets = [(index, sms, release["cuda"][0])
-                       for index, sms in releases["sm_split_indexes"].items()]
-        else:
-            targets = [(index, releases["per_cuda_sms"], index) for index in release["cuda"]]
-        for index, sms, cuda_index in targets:
-            info = {"version": version, "paddle_version": release["paddle"],
-                    "paddle_commit": paddle_commit(release["paddle"]),
-                    "cuda": cudas[cuda_index]["cuda"], "index": index, "sms": list(sms),
-                    "enable_mm": release.get("enable_mm", "dropped"),
-                    "commit": hashlib.sha1(f"fastdeploy-gpu {version}".encode()).hexdigest()}
-            specs.append(WheelSpec(index, "fastdeploy-gpu", version, "fastdeploy",
-                                   json.dumps(info, sort_keys=True)))
-    return specs
-
-
-# --------------------------------------------------------------------------- wheels
-
-
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"sha256={digest}"
-
-
-def _version_txt(info: dict) -> str:
+def _version_txt(info: dict) -> bytes:
     """fastdeploy/version.txt in upstream's shape (commit ids, Paddle and CUDA versions)."""
     return (f"fastdeploy GIT COMMIT ID: {info['commit']}\n"
             f"Paddle version: {info['paddle_version']}\n"
             f"Paddle GIT COMMIT ID: {info['paddle_commit']}\n"
             f"CUDA version: {info['cuda']}\n"
-            "CXX compiler version: provision lab stand-in (pure Python)\n")
+            "CXX compiler version: provision lab stand-in (pure Python)\n").encode()
 
 
-def _package_files(spec: WheelSpec) -> dict[str, bytes]:
-    source = STANDINS / spec.package
-    files = {
-        path.relative_to(STANDINS).as_posix(): path.read_bytes()
-        for path in sorted(source.rglob("*.py"))
-    }
-    files[f"{spec.package}/_lab_build.json"] = spec.build_info.encode() + b"\n"
-    if spec.package == "fastdeploy":
-        files["fastdeploy/version.txt"] = _version_txt(json.loads(spec.build_info)).encode()
-    return files
+def paddle_wheel(listed: upstream.IndexFile) -> Wheel:
+    cuda = upstream.paddle_indexes()[listed.index]["cuda"]
+    info = {"version": listed.version, "cuda": cuda, "cuda_index": listed.index,
+            "min_driver": upstream.min_driver(cuda),
+            "commit": commit_of("paddlepaddle-gpu", listed.version)}
+    return Wheel(listed.project, listed.version, listed.tag, _standin_files("paddle", info),
+                 tuple(upstream.paddle_requires()), "provision lab stand-in for paddlepaddle-gpu")
 
 
-def wheel_name(spec: WheelSpec) -> str:
-    return f"{spec.project.replace('-', '_')}-{spec.version}-py3-none-any.whl"
+def fastdeploy_wheel(listed: upstream.IndexFile) -> Wheel:
+    entry = upstream.paddle_indexes()[listed.index]
+    paddle = upstream.paddle_for(listed.version)
+    info = {"version": listed.version, "paddle_version": paddle,
+            "paddle_commit": commit_of("paddlepaddle-gpu", paddle), "cuda": entry["cuda"],
+            "index": listed.index, "sms": list(entry["sms"]),
+            "behaviour": upstream.release_behaviour(listed.version),
+            "imports_at_start": sorted(upstream.imported_at_start().values()),
+            "commit": commit_of("fastdeploy-gpu", listed.version)}
+    files = _standin_files("fastdeploy", info)
+    files["fastdeploy/version.txt"] = _version_txt(info)
+    return Wheel(listed.project, listed.version, listed.tag, files,
+                 tuple(upstream.fastdeploy_requires()),
+                 "provision lab stand-in for fastdeploy-gpu")
 
 
-def build_wheel(spec: WheelSpec, dest_dir: Path) -> Path:
-    """Write the wheel for `spec` into dest_dir (PEP 427: METADATA, WHEEL, RECORD)."""
-    dist_info = f"{spec.project.replace('-', '_')}-{spec.version}.dist-info"
-    files = _package_files(spec)
-    files[f"{dist_info}/METADATA"] = (
-        "Metadata-Version: 2.1\n"
-        f"Name: {spec.project}\n"
-        f"Version: {spec.version}\n"
-        f"Summary: provision lab stand-in for {spec.project} ({spec.index})\n"
-        f"Requires-Python: {REQUIRES_PYTHON}\n"
-    ).encode()
-    files[f"{dist_info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: provision_lab.index\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n"
-    )
-    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
-    files[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
-    path = dest_dir / wheel_name(spec)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            entry = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-            entry.external_attr = 0o644 << 16
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(entry, data)
-    return path
+def dependency_wheel(spec: str) -> Wheel:
+    """A stand-in for an ordinary dependency: its real name, a version that satisfies `spec`,
+    and one module (the one upstream imports, else the name with - and . as _)."""
+    name, version = upstream.requirement(spec)
+    module = upstream.imported_at_start().get(name) or re.sub(r"[-.]", "_", name).lower()
+    text = (f'"""provision lab stand-in for {name} {version} (no code)."""\n'
+            f'__version__ = "{version}"\n')
+    return Wheel(name, version, "py3-none-any", {f"{module}/__init__.py": text.encode()},
+                 summary=f"provision lab stand-in for {name}")
+
+
+def decoy_wheel(project: str, package: str) -> Wheel:
+    """Under a GPU package's real name, on the general index: importing it fails, loudly."""
+    message = DECOY_TEXT.format(project=project, version=DECOY_VERSION)
+    text = f'"""{message}"""\nraise ImportError({message!r})\n'
+    return Wheel(project, DECOY_VERSION, "py3-none-any", {f"{package}/__init__.py": text.encode()},
+                 summary=f"DECOY {project} on the provision lab's general index")
+
+
+def paddle_index_wheels() -> list[tuple[str, Wheel]]:
+    """(index path, wheel) for everything the Paddle index serves."""
+    made = {"paddlepaddle-gpu": paddle_wheel, "fastdeploy-gpu": fastdeploy_wheel}
+    result = [(f.index, made[f.project](f)) for f in upstream.listed_files()]
+    deps = [dependency_wheel(spec) for spec in upstream.paddle_requires()]
+    result += [(index, dep) for index in upstream.paddle_indexes() for dep in deps]
+    return result
+
+
+def general_index_wheels() -> list[Wheel]:
+    """Everything the general index serves besides the extra directory."""
+    specs = {upstream.requirement(s)[0]: s
+             for s in upstream.paddle_requires() + upstream.fastdeploy_requires()}
+    return [dependency_wheel(spec) for spec in specs.values()] + [
+        decoy_wheel("fastdeploy-gpu", "fastdeploy"), decoy_wheel("paddlepaddle-gpu", "paddle")]
 
 
 # --------------------------------------------------------------------------- PEP 503 pages
@@ -167,6 +141,15 @@ def build_wheel(spec: WheelSpec, dest_dir: Path) -> Path:
 def normalize(name: str) -> str:
     """PEP 503 project name normalization."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def project_of(filename: str) -> str | None:
+    """The normalized project of a wheel or sdist file name; None for anything else."""
+    if filename.endswith(".whl"):
+        return normalize(filename.split("-", 1)[0])
+    if filename.endswith((".tar.gz", ".zip")):
+        return normalize(filename.rsplit("-", 1)[0]) if "-" in filename else None
+    return None
 
 
 def _page(title: str, links: list[str]) -> str:
@@ -179,61 +162,43 @@ def _page(title: str, links: list[str]) -> str:
     )
 
 
+def _file_link(href: str, path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return (f'<a href="{urllib.parse.quote(href)}#sha256={digest}">'
+            f"{html.escape(path.name)}</a>")
+
+
 def _write_project_page(project_dir: Path, project: str) -> None:
-    links = []
-    for wheel in sorted(project_dir.glob("*.whl")):
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        href = f"{urllib.parse.quote(wheel.name)}#sha256={digest}"
-        links.append(f'<a href="{href}" data-requires-python="{html.escape(REQUIRES_PYTHON)}">'
-                     f"{html.escape(wheel.name)}</a>")
+    links = [_file_link(w.name, w) for w in sorted(project_dir.glob("*.whl"))]
     (project_dir / "index.html").write_text(_page(f"Links for {project}", links))
 
 
-# --------------------------------------------------------------------------- build_index
+# --------------------------------------------------------------------------- building
 
 
 def _sources_digest() -> str:
-    """Hash of everything a build depends on: stand-in sources, the data, this builder."""
+    """Hash of everything a build depends on: stand-ins, recorded data, the builders."""
+    here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    inputs = [DATA_DIR / "releases.yaml", DATA_DIR / "cuda.yaml", Path(__file__).resolve()]
+    inputs = [here / name for name in _BUILD_INPUTS]
+    inputs += sorted(upstream.UPSTREAM_DIR.glob("*.yaml"))
     inputs += sorted(p for p in STANDINS.rglob("*.py") if "__pycache__" not in p.parts)
     for path in inputs:
-        h.update(path.relative_to(path.anchor).as_posix().encode() + b"\0" + path.read_bytes())
+        h.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
-def build_index(dest: Path) -> None:
-    """Build every stand-in wheel into a PEP 503 tree under `dest`; a no-op when up to date.
-
-    Only the index directories, the root page and the stamp are replaced: other entries
-    under `dest` (the lab's apt repository under apt/) are left alone. The new tree is built
-    beside the old one and moved in per directory, so a server reading `dest` meanwhile sees
-    either the old or the new page of an index.
-    """
-    dest = Path(dest)
-    digest = _sources_digest()
+def _up_to_date(dest: Path) -> bool:
     stamp = dest / STAMP
-    if stamp.exists() and stamp.read_text().strip() == digest:
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = dest / f".build-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    indexes: dict[str, set[str]] = {}
-    for spec in wheel_specs():
-        project_dir = staging / spec.index / normalize(spec.project)
-        project_dir.mkdir(parents=True, exist_ok=True)
-        build_wheel(spec, project_dir)
-        indexes.setdefault(spec.index, set()).add(normalize(spec.project))
-    for index, projects in indexes.items():
-        for project in projects:
-            _write_project_page(staging / index / project, project)
-        links = [f'<a href="{p}/">{p}</a>' for p in sorted(projects)]
-        (staging / index / "index.html").write_text(_page(f"Simple index: {index}", links))
-    root_links = [f'<a href="{i}/">{i}</a>' for i in sorted(indexes)]
-    (staging / "index.html").write_text(_page("provision lab package indexes", root_links))
+    return stamp.exists() and stamp.read_text().strip() == _sources_digest()
+
+
+def _swap_in(dest: Path, staging: Path, entries: list[str]) -> None:
+    """Replace `entries` under dest by staging's, dropping what the last build made besides.
+    Other entries under dest (the lab's apt repository under apt/) are left alone."""
     manifest = dest / MANIFEST
     old = json.loads(manifest.read_text()) if manifest.exists() else []
-    for name in sorted(set(old) | set(indexes)) + ["index.html"]:
+    for name in sorted(set(old) | set(entries)):
         target = dest / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -241,9 +206,45 @@ def build_index(dest: Path) -> None:
             target.unlink()
         if (staging / name).exists():
             os.replace(staging / name, target)
-    manifest.write_text(json.dumps(sorted(indexes)) + "\n")
+    manifest.write_text(json.dumps(sorted(entries)) + "\n")
     shutil.rmtree(staging, ignore_errors=True)
-    stamp.write_text(digest + "\n")
+    (dest / STAMP).write_text(_sources_digest() + "\n")
+
+
+def build_index(dest: Path) -> None:
+    """The Paddle index tree under dest/packages/stable/; a no-op when up to date."""
+    dest = Path(dest)
+    if _up_to_date(dest):
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f".build-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    base = staging.joinpath(*PADDLE_PATH)
+    indexes: dict[str, set[str]] = {}
+    for index, wheel in paddle_index_wheels():
+        write_wheel(wheel, base / index / normalize(wheel.project))
+        indexes.setdefault(index, set()).add(normalize(wheel.project))
+    for index, projects in indexes.items():
+        for project in projects:
+            _write_project_page(base / index / project, project)
+        links = [f'<a href="{p}/">{p}</a>' for p in sorted(projects)]
+        (base / index / "index.html").write_text(_page(f"Simple index: {index}", links))
+    links = [f'<a href="{i}/">{i}</a>' for i in sorted(indexes)]
+    (base / "index.html").write_text(_page("provision lab: Paddle package indexes", links))
+    _swap_in(dest, staging, [PADDLE_PATH[0]])
+
+
+def build_general(dest: Path) -> None:
+    """The general index's own wheels, flat under dest/files/; a no-op when up to date."""
+    dest = Path(dest)
+    if _up_to_date(dest):
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f".build-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    for wheel in general_index_wheels():
+        write_wheel(wheel, staging / "files")
+    _swap_in(dest, staging, ["files"])
 
 
 # --------------------------------------------------------------------------- serving
@@ -272,47 +273,116 @@ class _StaticHandler(SimpleHTTPRequestHandler):
         return None
 
 
-def make_index_server(root: Path, bind: str, port: int) -> ThreadingHTTPServer:
-    """A bound, not yet serving, static server for `root` (port 0: pick a free one)."""
-    handler = partial(_StaticHandler, directory=str(Path(root).resolve()))
+class _GeneralHandler(BaseHTTPRequestHandler):
+    """A PEP 503 index over flat directories of files, listed afresh on every request:
+    /simple/, /simple/<project>/ and /files/<name>."""
+
+    directories: tuple[Path, ...] = ()
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+    def _files(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for directory in self.directories:
+            if directory.is_dir():
+                for path in sorted(directory.iterdir()):
+                    if path.is_file() and project_of(path.name):
+                        found.setdefault(path.name, path)
+        return found
+
+    def _send(self, status: int, body: bytes, kind: str = "text/html") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        path = urllib.parse.unquote(self.path.split("?", 1)[0])
+        files = self._files()
+        parts = [p for p in path.split("/") if p]
+        if parts == ["simple"]:
+            projects = sorted({project_of(name) for name in files})
+            links = [f'<a href="{p}/">{p}</a>' for p in projects]
+            self._send(200, _page("provision lab: general index", links).encode())
+        elif len(parts) == 2 and parts[0] == "simple":
+            project = normalize(parts[1])
+            mine = [p for name, p in sorted(files.items()) if project_of(name) == project]
+            if not mine:
+                self._send(404, b"Not Found", "text/plain")
+                return
+            links = [_file_link(f"../../files/{p.name}", p) for p in mine]
+            self._send(200, _page(f"Links for {project}", links).encode())
+        elif len(parts) == 2 and parts[0] == "files" and parts[1] in files:
+            self._send(200, files[parts[1]].read_bytes(), "application/octet-stream")
+        else:
+            self._send(404, b"Not Found", "text/plain")
+
+    do_HEAD = do_GET
+
+
+def _server(handler, bind: str, port: int) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((bind, port), handler)
     server.daemon_threads = True
     return server
 
 
-def serve_index(root: Path, bind: str, port: int) -> None:
-    """Serve `root` on bind:port until SIGTERM or SIGINT (then return)."""
-    server = make_index_server(root, bind, port)
+def make_index_server(root: Path, bind: str, port: int) -> ThreadingHTTPServer:
+    """A bound, not yet serving, static server for `root` (port 0: pick a free one)."""
+    return _server(partial(_StaticHandler, directory=str(Path(root).resolve())), bind, port)
 
-    def stop(*_: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        server.serve_forever()
-    finally:
+def make_general_server(directories: list[Path], bind: str, port: int) -> ThreadingHTTPServer:
+    """A bound, not yet serving, general index over `directories` (earlier ones win a name)."""
+    handler = type("GeneralHandler", (_GeneralHandler,),
+                   {"directories": tuple(Path(d) for d in directories)})
+    return _server(handler, bind, port)
+
+
+def serve(servers: list[ThreadingHTTPServer]) -> None:
+    """Serve until SIGTERM or SIGINT (then return)."""
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    for server in servers:
+        server.shutdown()
         server.server_close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m provision_lab.index",
-                                     description="The lab's stand-in package index.")
+                                     description="The lab's stand-in package indexes.")
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="build every stand-in wheel and the PEP 503 pages")
-    build.add_argument("dest", type=Path)
-    serve = sub.add_parser("serve", help="serve a built index (static files) over HTTP")
-    serve.add_argument("--root", type=Path, required=True)
-    serve.add_argument("--bind", required=True, help="address to listen on, e.g. 10.77.0.1")
-    serve.add_argument("--port", type=int, required=True)
+    build = sub.add_parser("build", help="build the Paddle index and the general index")
+    build.add_argument("paddle_root", type=Path)
+    build.add_argument("general_root", type=Path)
+    run = sub.add_parser("serve", help="serve built indexes over HTTP")
+    run.add_argument("--root", type=Path, required=True, help="the Paddle index's root")
+    run.add_argument("--bind", required=True, help="address to listen on, e.g. 10.213.7.1")
+    run.add_argument("--port", type=int, required=True)
+    run.add_argument("--general-root", type=Path, help="the general index's built root")
+    run.add_argument("--general-extra", type=Path, help="extra wheels for the general index")
+    run.add_argument("--general-port", type=int)
     args = parser.parse_args(argv)
     if args.command == "build":
-        build_index(args.dest)
-        print(args.dest)
-    else:
-        if not args.root.is_dir():
-            parser.error(f"--root {args.root}: no such directory; run `build` first")
-        serve_index(args.root, args.bind, args.port)
+        build_index(args.paddle_root)
+        build_general(args.general_root)
+        print(args.paddle_root, args.general_root)
+        return 0
+    if not args.root.is_dir():
+        parser.error(f"--root {args.root}: no such directory; run `build` first")
+    servers = [make_index_server(args.root, args.bind, args.port)]
+    if args.general_root:
+        directories = [args.general_root / "files"] + (
+            [args.general_extra] if args.general_extra else [])
+        servers.append(make_general_server(directories, args.bind, args.general_port))
+    serve(servers)
     return 0
 
 

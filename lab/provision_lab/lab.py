@@ -230,9 +230,11 @@ class Lab:
         self._publish_index()
 
     def _publish_index(self) -> None:
-        from provision_lab.index import build_index
+        from provision_lab.index import build_general, build_index
 
         build_index(paths.INDEX_ROOT)
+        build_general(paths.GENERAL_ROOT)
+        paths.GENERAL_WHEELS.mkdir(parents=True, exist_ok=True)
         apt = paths.INDEX_ROOT / "apt"
         apt.mkdir(parents=True, exist_ok=True)
         for item in self._rootfs.apt.iterdir():
@@ -283,7 +285,9 @@ class Lab:
         log = open(paths.STATE_DIR / "index-server.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "provision_lab.index", "serve", "--root", str(paths.INDEX_ROOT),
-             "--bind", paths.GATEWAY, "--port", str(paths.INDEX_PORT)],
+             "--bind", paths.GATEWAY, "--port", str(paths.INDEX_PORT),
+             "--general-root", str(paths.GENERAL_ROOT), "--general-extra",
+             str(paths.GENERAL_WHEELS), "--general-port", str(paths.GENERAL_INDEX_PORT)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
         log.close()
         self.index_pid = proc.pid
@@ -292,13 +296,15 @@ class Lab:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                socket.create_connection((paths.GATEWAY, paths.INDEX_PORT), timeout=1).close()
+                for port in (paths.INDEX_PORT, paths.GENERAL_INDEX_PORT):
+                    socket.create_connection((paths.GATEWAY, port), timeout=1).close()
                 return
             except OSError:
                 if proc.poll() is not None:
                     break
                 time.sleep(0.1)
-        raise LabError(f"the stand-in index did not start on {paths.INDEX_URL}; see "
+        raise LabError(f"the stand-in indexes did not start on {paths.INDEX_URL} and "
+                       f"{paths.GENERAL_INDEX_URL}; see "
                        f"{paths.STATE_DIR / 'index-server.log'}")
 
     def _stop_index(self) -> None:

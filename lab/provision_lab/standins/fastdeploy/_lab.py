@@ -1,8 +1,10 @@
 """The stand-in's build facts and the lab's knobs on the host (/etc/provision-lab/*).
 
-Build facts (_lab_build.json, written by lab/provision_lab/index.py from provision/data/*.yaml):
-version, paired paddle version and commit, CUDA build, and the GPU architectures (SM) the
-wheel's kernels were compiled for.
+Build facts (_lab_build.json, written by provision_lab/index.py from the lab's recorded upstream
+facts, provision_lab/upstream/*.yaml): version, paired paddle version and commit, CUDA build,
+the GPU architectures (SM) the wheel's kernels were compiled for, and the release's behaviour:
+the flags it accepts, its features (/v1/models, API keys, /config-info, cache layout, ...),
+its reasoning parser names, and what the models do (thinking, memory).
 
 Knobs, read at every start so the lab can change them between restarts:
 - load time before any port opens: $PROVISION_LAB_LOAD_SECONDS, else <etc>/load-seconds, else 2;
@@ -28,6 +30,28 @@ DEFAULT_LOAD_SECONDS = 2.0
 def build() -> dict:
     with open(os.path.join(_HERE, "_lab_build.json")) as f:
         return json.load(f)
+
+
+def behaviour() -> dict:
+    return build()["behaviour"]
+
+
+def has(feature: str) -> bool:
+    """Whether this release has `feature` (a key of upstream/releases.yaml's `features`)."""
+    return bool(behaviour()["features"].get(feature))
+
+
+def accepts(flag: str) -> bool:
+    """Whether this release's argument parser knows `flag`."""
+    return flag in behaviour()["flags"]
+
+
+def model_rule(kind: str, model: str):
+    """The first `models.<kind>` entry whose `match` is in the model name or path, or None."""
+    for rule in behaviour()["models"].get(kind, []):
+        if rule["match"] in model:
+            return rule
+    return None
 
 
 def etc_dir() -> str:

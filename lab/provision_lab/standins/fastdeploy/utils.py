@@ -9,6 +9,8 @@ import os
 import socket
 import sys
 
+from fastdeploy import _lab
+
 _FORMAT = "%(levelname)-8s %(asctime)s %(process)-5s %(filename)s[line:%(lineno)d] %(message)s"
 
 
@@ -65,13 +67,17 @@ def get_host_ip() -> str:
 def retrive_model_from_server(model_name_or_path: str, revision: str = "master") -> str:
     """An existing path is used as is; otherwise "download" into upstream's cache layout.
 
-    ${FD_MODEL_CACHE:-$HOME}/PaddlePaddle/<name> (AISTUDIO, MODELSCOPE) or .../baidu/<name>
-    (HUGGINGFACE). With neither variable set the path starts with "None", as upstream's does.
-    No network: the lab writes a small config.json where the weights would go.
+    From 2.1: ${FD_MODEL_CACHE:-$HOME}/PaddlePaddle/<name> (AISTUDIO, MODELSCOPE) or
+    .../baidu/<name> (HUGGINGFACE, by FD_MODEL_SOURCE). 2.0.x has no FD_MODEL_SOURCE and puts
+    the weights into the cache directory itself (no <org>/<name>). With neither variable set
+    the path starts with "None", as upstream's does. No network: the lab writes a small
+    config.json where the weights would go.
     """
     if os.path.exists(model_name_or_path):
         return model_name_or_path
-    source = os.environ.get("FD_MODEL_SOURCE", "AISTUDIO").upper()
+    source = "AISTUDIO"
+    if _lab.has("model_source_env"):
+        source = os.environ.get("FD_MODEL_SOURCE", "AISTUDIO").upper()
     name = model_name_or_path
     if source == "HUGGINGFACE":
         if name.startswith("PaddlePaddle/"):
@@ -79,7 +85,7 @@ def retrive_model_from_server(model_name_or_path: str, revision: str = "master")
     elif name.startswith("baidu/"):
         name = "PaddlePaddle/" + name[len("baidu/"):]
     base = os.environ.get("FD_MODEL_CACHE") or str(os.environ.get("HOME"))
-    local = os.path.join(base, name)
+    local = os.path.join(base, name) if _lab.has("model_cache_org_dir") else base
     if not os.path.exists(os.path.join(local, "config.json")):
         console_logger().info(f"Downloading model {model_name_or_path} ({revision}) to {local}")
         os.makedirs(local, exist_ok=True)

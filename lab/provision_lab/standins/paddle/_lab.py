@@ -4,7 +4,8 @@ This module plays libcuda for the stand-in: it asks the host's nvidia-smi (the o
 lab host has onto its "GPU") for the driver and the devices, and it raises the errors real
 Paddle raises when the driver is too old for the CUDA build of the wheel or a device is
 missing. The build facts (version, CUDA, minimum driver) are written into _lab_build.json
-by the lab's index builder (lab/provision_lab/index.py) from provision/data/*.yaml.
+by the lab's index builder (provision_lab/index.py) from the lab's recorded upstream
+facts (provision_lab/upstream/*.yaml).
 
 Runs on the host's Python (3.9-3.12): standard library only.
 """
@@ -126,6 +127,16 @@ def capability(device: int) -> tuple:
         out = _hardware_compute_cap(physical)
     major, _, minor = out.strip().partition(".")
     return int(major), int(minor or 0)
+
+
+def total_memory_mib(device: int) -> int:
+    """Total memory of visible device `device` in MiB, as the driver reports it."""
+    gpus = visible_gpus()
+    if not 0 <= device < len(gpus):
+        raise cuda_error(101)
+    out = _smi("--query-gpu=memory.total", "--format=csv,noheader,nounits",
+               f"--id={gpus[device][0]}")
+    return int((out or "0").strip().split()[0])
 
 
 def _hardware_compute_cap(index: int) -> str:

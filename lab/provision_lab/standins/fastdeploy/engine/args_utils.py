@@ -1,6 +1,8 @@
 """The engine's command-line flags, named and defaulted as upstream's EngineArgs.add_cli_args.
 
-An unknown flag is an argparse error (exit status 2), as in the real server.
+Only the flags this release has (its build facts, from the lab's recorded upstream data) are
+added, so a flag the release lacks is an argparse error (exit status 2, "unrecognized
+arguments"), as in the real server of that release.
 """
 
 from __future__ import annotations
@@ -26,8 +28,19 @@ class DeprecatedOptionWarning(argparse.Action):
         setattr(namespace, self.dest, True)
 
 
+def release_adder(parser: argparse.ArgumentParser):
+    """parser.add_argument, keeping only the option strings this release accepts."""
+
+    def add(*names: str, **kwargs) -> None:
+        known = [n for n in names if _lab.accepts(n)]
+        if known:
+            parser.add_argument(*known, **kwargs)
+
+    return add
+
+
 def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    add = parser.add_argument
+    add = release_adder(parser)
     add("--model", type=str, default="baidu/ernie-45-turbo", help="model name or path")
     add("--served-model-name", type=str, default=None)
     add("--revision", type=str, default="master")
@@ -47,7 +60,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     add("--swap-space", type=float, default=None)
     add("--engine-worker-queue-port", type=str, default="8002")
     add("--cache-queue-port", type=str, default="8003")
-    if _lab.build().get("enable_mm") == "dropped":
+    if _lab.has("enable_mm_deprecated"):
         add("--enable-mm", action=DeprecatedOptionWarning, default=False)
     else:
         add("--enable-mm", action="store_true")

@@ -7,7 +7,9 @@ the worker's lines to $FD_LOG_DIR/workerlog.0:
 2. Paddle must see the GPUs: a driver too old for the CUDA build (error 35), no device (100),
    fewer devices than --tensor-parallel-size (101);
 3. every GPU used must have an SM the wheel's kernels were built for, else CUDA error 209;
-4. loading takes the lab's load time; a version the lab marked broken then fails in the worker.
+4. the model must fit: a model with a memory rule (VL-28B on one card of 24 GB or less, from
+   the lab's recorded upstream facts) runs out of memory unless the rule's flags are given;
+5. loading takes the lab's load time; a version the lab marked broken then fails in the worker.
 """
 
 from __future__ import annotations
@@ -73,6 +75,24 @@ def _check_gpus(args) -> None:
             )
 
 
+def _check_memory(args) -> None:
+    """Paddle's out-of-memory error when the model's rule says this launch cannot fit."""
+    rule = _lab.model_rule("memory", args.requested_model)
+    if rule is None or args.tensor_parallel_size >= rule["min_tensor_parallel"]:
+        return
+    total = paddle.device.cuda.get_device_properties(0).total_memory // (1024 * 1024)
+    batched = args.max_num_batched_tokens
+    if total > rule["max_card_mib"] or (batched is not None
+                                        and batched <= rule["max_num_batched_tokens"]):
+        return
+    raise MemoryError(
+        f"(ResourceExhausted) Out of memory error on GPU 0. Cannot allocate 1.88GB memory on "
+        f"GPU 0, {total / 1024:.2f}GB memory has been allocated and available memory is only "
+        "0.12GB. (at /paddle/paddle/phi/core/memory/allocation/cuda_allocator.cc:71) "
+        f"[provision lab: {rule['match']} on a {total} MiB card needs {rule['needs']}]"
+    )
+
+
 def start(args, stop: threading.Event) -> str:
     """Run the worker's start-up; OK when the model is loaded and the API may open its port."""
     log = worker_logger()
@@ -80,7 +100,8 @@ def start(args, stop: threading.Event) -> str:
              f"tensor_parallel_size: {args.tensor_parallel_size}")
     try:
         _check_gpus(args)
-    except OSError as error:
+        _check_memory(args)
+    except (OSError, MemoryError) as error:
         _report_worker_error(error)
         return FAILED
     total = _lab.load_seconds()

@@ -1,7 +1,9 @@
 """`python -m fastdeploy.entrypoints.openai.api_server`: the stand-in OpenAI-compatible server.
 
 Start-up in upstream's order, with its failure modes:
-parse flags (unknown flag: exit 2) -> model from a local dir or "downloaded" ->
+parse the flags this release has (any other: exit 2, "unrecognized arguments") -> the
+reasoning parser name (unregistered in this release: KeyError) -> model from a local dir or
+"downloaded" (cache layout per release) ->
 socket.gethostbyname(socket.gethostname()) (socket.gaierror when the hostname does not
 resolve) -> port checks ("The parameter `port`:N is already in use." and the like) ->
 engine + worker (GPU, SM, loading; see fastdeploy/engine/engine.py) -> only then the metrics
@@ -14,6 +16,7 @@ SIGTERM or SIGINT stops it cleanly at any point with exit status 0.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -39,19 +42,34 @@ from fastdeploy.utils import (
 
 def make_parser() -> FlexibleArgumentParser:
     parser = FlexibleArgumentParser()
-    parser.add_argument("--port", default=8000, type=int, help="port to the http server")
-    parser.add_argument("--host", default="0.0.0.0", type=str, help="host to the http server")
-    parser.add_argument("--workers", default=1, type=int, help="number of workers")
-    parser.add_argument("--metrics-port", default=8001, type=int, help="port for metrics server")
-    parser.add_argument("--controller-port", default=-1, type=int, help="port for controller")
-    parser.add_argument("--max-waiting-time", default=-1, type=int)
-    parser.add_argument("--max-concurrency", default=512, type=int, help="max concurrency")
-    parser.add_argument("--enable-mm-output", action="store_true")
-    parser.add_argument("--timeout-graceful-shutdown", default=0, type=int)
-    parser.add_argument("--timeout", default=0, type=int)
-    parser.add_argument("--api-key", action="append", default=None, help="repeatable")
-    parser.add_argument("--config", type=str, default=None, help="YAML file of flags")
-    return args_utils.add_cli_args(parser)
+    add = args_utils.release_adder(parser)
+    add("--port", default=8000, type=int, help="port to the http server")
+    add("--host", default="0.0.0.0", type=str, help="host to the http server")
+    add("--workers", default=1, type=int, help="number of workers")
+    add("--metrics-port", default=8001, type=int, help="port for metrics server")
+    add("--controller-port", default=-1, type=int, help="port for controller")
+    add("--max-waiting-time", default=-1, type=int)
+    add("--max-concurrency", default=512, type=int, help="max concurrency")
+    add("--enable-mm-output", action="store_true")
+    add("--timeout-graceful-shutdown", default=0, type=int)
+    add("--timeout", default=0, type=int)
+    add("--api-key", action="append", default=None, help="repeatable")
+    add("--config", type=str, default=None, help="YAML file of flags")
+    parser = args_utils.add_cli_args(parser)
+    parser.set_defaults(served_model_name=None, api_key=None, load_choices="default")
+    return parser
+
+
+def check_reasoning_parser(name: str | None) -> None:
+    """Upstream's ReasoningParserManager: an unregistered name fails before the engine starts
+    (from 2.3 the lookup also accepts `_` for `-`)."""
+    if name is None:
+        return
+    known = _lab.behaviour()["reasoning_parsers"]
+    looked_up = name.replace("_", "-") if _lab.has("parser_name_normalized") else name
+    if looked_up not in known:
+        raise KeyError(f"reasoning helper: {name} not found in reasoning_parsers "
+                       f"(registered: {', '.join(known)})")
 
 
 def check_ports(args) -> None:
@@ -74,7 +92,16 @@ def _serve(server: LabHTTPServer) -> threading.Thread:
     return thread
 
 
+def import_dependencies() -> None:
+    """What upstream's api_server.py imports at start (uvicorn, zmq, fastapi,
+    prometheus_client): a venv without fastdeploy-gpu's dependencies fails here, as the real
+    one does (ModuleNotFoundError)."""
+    for module in _lab.build().get("imports_at_start", []):
+        importlib.import_module(module)
+
+
 def main(argv: list | None = None) -> int:
+    import_dependencies()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -82,6 +109,8 @@ def main(argv: list | None = None) -> int:
     args = make_parser().parse_args(argv)
     console = console_logger()
     console.info(f"Number of api-server workers: {args.workers}.")
+    check_reasoning_parser(args.reasoning_parser)
+    args.requested_model = args.model
     args.model = retrive_model_from_server(args.model, args.revision)
     host_ip = get_host_ip()
     api_server_logger().info(f"FastDeploy {_lab.build()['version']} on {host_ip}, args: "
@@ -99,7 +128,9 @@ def main(argv: list | None = None) -> int:
         console.info("Launching chat completion service at "
                      f"http://{args.host}:{args.port}/v1/chat/completions")
         console.info(f"Launching completion service at http://{args.host}:{args.port}/v1/completions")
-        keys = args.api_key or [k for k in os.environ.get("FD_API_KEY", "").split(",") if k]
+        keys = []  # releases before API-key support ignore FD_API_KEY: the API stays open
+        if _lab.has("api_key"):
+            keys = args.api_key or [k for k in os.environ.get("FD_API_KEY", "").split(",") if k]
         state = ServerState(args, keys)
         servers = [LabHTTPServer(("0.0.0.0", args.metrics_port), MetricsHandler, state)]
         if args.controller_port >= 0:

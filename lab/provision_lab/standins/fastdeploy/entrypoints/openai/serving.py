@@ -12,6 +12,7 @@ Answers are deterministic: a canned answer from the lab's answers file, else a s
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -72,12 +73,44 @@ def compose_answer(state: ServerState, question: str) -> tuple:
     return f"Hello from {state.served}, served by the provision lab's FastDeploy stand-in.", 0.0
 
 
-def _reasoning(state: ServerState, body: dict, question: str) -> str | None:
-    """ERNIE VL thinks by default when a reasoning parser is set; a request may turn it off."""
+def thinks(state: ServerState, body: dict) -> bool:
+    """Whether the model thinks for this request, by its recorded rule (upstream's docs):
+    21B-A3B-Thinking always; VL-28B-A3B-Thinking unless options.thinking_mode is "close";
+    VL-28B-A3B unless enable_thinking is false. Other models never."""
+    rule = _lab.model_rule("thinking", state.args.requested_model)
     kwargs = body.get("chat_template_kwargs") or {}
-    if not state.args.reasoning_parser or kwargs.get("enable_thinking") is False:
-        return None
-    return f"The user asks: {question[:80]!r}. A short, direct answer fits."
+    if rule is None:
+        return False
+    if rule["mode"] == "always":
+        return True
+    if rule["mode"] == "close_with_options":
+        return (kwargs.get("options") or {}).get("thinking_mode") != "close"
+    return kwargs.get("enable_thinking") is not False
+
+
+def _reasoning_text(question: str) -> str:
+    return (f"The user asks: {question[:80]!r}. Let me think about what is really asked, "
+            "check the facts I know, and then give a short, direct answer.")
+
+
+def compose_reply(state: ServerState, body: dict, question: str, chat: bool,
+                  max_tokens: int | None) -> tuple:
+    """(content, reasoning or None, finish, tokens, delay): the thinking comes first and
+    counts against max_tokens, so a small limit leaves `content` empty. Without a reasoning
+    parser the thinking stays in `content`, ahead of "</think>"."""
+    text, delay = compose_answer(state, question)
+    thinking = _reasoning_text(question).split(" ") if chat and thinks(state, body) else []
+    words = text.split(" ")
+    finish = "stop"
+    if max_tokens is not None and max_tokens < len(thinking) + len(words):
+        finish = "length"
+        thinking = thinking[:max_tokens]
+        words = words[:max_tokens - len(thinking)]
+    tokens = len(thinking) + len(words)
+    content = " ".join(words)
+    if thinking and not state.args.reasoning_parser:
+        return " ".join(thinking) + "\n</think>\n\n" + content, None, finish, tokens, delay
+    return content, " ".join(thinking) or None, finish, tokens, delay
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -136,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if path in ("/health", "/ping"):
             self._send(200)
-        elif path == "/v1/models":
+        elif path == "/v1/models" and _lab.has("models_endpoint"):
             self._json(200, self._models())
         else:
             self._json(404, {"detail": "Not Found"})
@@ -193,16 +226,13 @@ class Handler(BaseHTTPRequestHandler):
         ok = False
         words: list = []
         try:
-            text, delay = compose_answer(state, question)
-            words = text.split(" ")
-            finish = "stop"
-            if max_tokens is not None and max_tokens < len(words):
-                words, finish = words[:max_tokens], "length"
+            content, reasoning, finish, tokens, delay = compose_reply(
+                state, body, question, chat, max_tokens)
+            words = content.split(" ") if content else []
             if delay:
                 time.sleep(delay)
-            reasoning = _reasoning(state, body, question) if chat else None
-            reply = {"model": model, "text": " ".join(words), "reasoning": reasoning,
-                     "finish": finish, "prompt_tokens": prompt_tokens, "tokens": len(words),
+            reply = {"model": model, "text": content, "reasoning": reasoning,
+                     "finish": finish, "prompt_tokens": prompt_tokens, "tokens": tokens,
                      "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4()}",
                      "created": int(time.time())}
             if body.get("stream"):
@@ -283,10 +313,15 @@ class MetricsHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):  # noqa: N802
-        if self.path.split("?", 1)[0] == "/metrics":
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
             body = self.server.state.metrics.render().encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/config-info" and _lab.has("config_info"):
+            body = json.dumps(config_info(self.server.state.args)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
         else:
             body = b'{"detail":"Not Found"}'
             self.send_response(404)
@@ -294,3 +329,10 @@ class MetricsHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def config_info(args) -> dict:
+    """Upstream's /config-info (metrics app, 0.0.0.0, no auth): the engine's configuration and
+    FastDeploy's environment variables, FD_API_KEY included."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(("FD_", "ENABLE_", "CUDA_"))}
+    return {"args": {k: v for k, v in vars(args).items()}, "envs": env}

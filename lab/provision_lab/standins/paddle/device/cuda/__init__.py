@@ -30,3 +30,16 @@ def get_device_name(device=None) -> str:
 
 def get_device_capability(device=None) -> tuple:
     return _lab.capability(_index(device))
+
+
+class _DeviceProperties:
+    """The fields of cudaDeviceProp that FastDeploy's memory planning reads."""
+
+    def __init__(self, device: int) -> None:
+        self.name = get_device_name(device)
+        self.major, self.minor = get_device_capability(device)
+        self.total_memory = _lab.total_memory_mib(device) * 1024 * 1024
+
+
+def get_device_properties(device=None) -> _DeviceProperties:
+    return _DeviceProperties(_index(device))
