@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from provision_lab import index as lab_index
 from provision_lab import upstream
 from provision_lab.profiles import NVIDIA_SMI_SOURCE, load_profiles, profile_as_json
-
 from tests.lab.helpers import DEADLINE_S, free_ports, pip_env
 
 PROFILES = load_profiles()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from provision_lab import machine, paths
 from provision_lab.profiles import get_profile
 

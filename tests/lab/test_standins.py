@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from provision_lab import index as lab_index
 from provision_lab import upstream
 from provision_lab.profiles import (
@@ -30,7 +31,6 @@ from provision_lab.profiles import (
     load_profiles,
     profile_as_json,
 )
-
 from tests.lab.conftest import LAYOUTS
 from tests.lab.helpers import DEADLINE_S, http, port_open, wait_until
 

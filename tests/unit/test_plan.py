@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from provision_lab.profiles import load_profiles
 
 from provision.model import Listener, Settings
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.preflight import preflight
+from provision_lab.profiles import load_profiles
 from tests.unit.lab_facts import converged, facts_from_profile
 
 BASE = "http://10.0.0.1:8080/simple"
