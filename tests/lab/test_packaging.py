@@ -95,3 +95,15 @@ print(json.dumps({{"opened": opened, "modules": sorted(sys.modules)}}))
     assert [p for p in report["opened"] if p.startswith(str(TOOL_DATA))] == []
     assert [m for m in report["modules"] if m == "provision" or m.startswith("provision.")] == []
     assert (tmp_path / "paddle" / "packages" / "stable" / "cu126").is_dir()
+
+
+def test_provision_lab_comes_from_the_entry_point_group():
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="provision.commands") if e.name == "lab"]
+    assert entry.value == "provision_lab.cli:lab"
+    done = subprocess.run([sys.executable, "-m", "provision.cli", "lab", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for command in ("up", "down", "status", "address", "inventory", "break", "mend"):
+        assert f"  {command} " in done.stdout

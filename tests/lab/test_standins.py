@@ -103,6 +103,24 @@ def test_cuda_builds_run_on_r535_but_not_on_r470():
     assert get_profile("r535").gpus[0].name == "NVIDIA A100-SXM4-80GB"
 
 
+def test_inventory_names_the_paddle_index_a_line_and_no_extra_index(tmp_path):
+    """Dependencies come from the hosts' own pip configuration (the site mirror)."""
+    import yaml
+
+    from provision_lab import paths
+    from provision_lab.lab import Lab
+    from provision_lab.machine import LabHost
+
+    lab = Lab.__new__(Lab)
+    lab.hosts = {"gpu1": LabHost("gpu1", 1, "10.213.7.11", "r535")}
+    data = yaml.safe_load(lab.inventory(tmp_path / "inventory.yml").read_text())["all"]
+    assert data["vars"]["package_index_url"] == paths.PADDLE_INDEX_URL
+    assert paths.PADDLE_INDEX_URL.endswith(":8700/packages/stable/")
+    assert data["vars"]["fastdeploy_version"] == "2.4"
+    assert "pip_extra_index_url" not in data["vars"]
+    assert data["children"]["r535"]["hosts"] == {"gpu1": None}
+
+
 def test_gpu_uuids_are_stable_and_unique():
     uuids = [g.uuid for p in PROFILES.values() for g in p.gpus]
     assert len(uuids) == len(set(uuids))
