@@ -224,7 +224,7 @@ class Handler(BaseHTTPRequestHandler):
         state.metrics.request_started()
         started = time.monotonic()
         ok = False
-        words: list = []
+        tokens = 0
         try:
             content, reasoning, finish, tokens, delay = compose_reply(
                 state, body, question, chat, max_tokens)
@@ -243,7 +243,7 @@ class Handler(BaseHTTPRequestHandler):
             ok = True
         finally:
             seconds = time.monotonic() - started
-            state.metrics.request_finished(ok, prompt_tokens, len(words), seconds, seconds)
+            state.metrics.request_finished(ok, prompt_tokens, tokens, seconds, seconds)
             state.slots.release()
 
     def _stream(self, chat: bool, reply: dict, words: list, include_usage: bool) -> None:
