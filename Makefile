@@ -9,17 +9,17 @@ APT_PACKAGES := python3-venv python3-pip debootstrap systemd-container systemd i
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml lab/setup.cfg lab/pyproject.toml
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' -e ./lab
 	touch $@
 
 lint: setup
-	$(VENV)/bin/ruff check provision tests
+	$(VENV)/bin/ruff check provision lab tests
 
 test: setup lint
 	$(PY) -m pytest -q tests
@@ -31,8 +31,9 @@ demo: setup
 	$(VENV)/bin/provision lab up 1 --profile a100
 	$(VENV)/bin/provision up -i "$$($(VENV)/bin/provision lab inventory)" --host gpu1
 	@echo "--- the API server on gpu1 answers:"
-	curl -sS -o /dev/null -w "GET /health -> HTTP %{http_code}\n" http://10.213.7.11:8180/health
-	curl -sS http://10.213.7.11:8180/v1/chat/completions -H 'Content-Type: application/json' \
+	@addr=$$($(VENV)/bin/provision lab address gpu1) && \
+	curl -sS -o /dev/null -w "GET /health -> HTTP %{http_code}\n" http://$$addr:8180/health && \
+	curl -sS http://$$addr:8180/v1/chat/completions -H 'Content-Type: application/json' \
 	  -d '{"model":"baidu/ERNIE-4.5-VL-28B-A3B-Paddle","messages":[{"role":"user","content":"Say hello"}],"chat_template_kwargs":{"enable_thinking":false}}'
 	@echo; echo "--- the lab keeps running; stop it with: $(VENV)/bin/provision lab down"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from provision.lab.lab import Lab  # noqa: E402
+from provision_lab.lab import Lab  # noqa: E402
 
 PROFILES = ["a100", "l40s", "h100", "a10"]
 

@@ -178,11 +178,15 @@ def _guarded(command) -> int:
 
 
 def _register_subcommands() -> None:
-    from provision.commands.inventory_cmd import inventory
-    from provision.lab.cli import lab
+    """Commands other distributions add under `provision` (the lab's `provision lab`), by the
+    entry-point group `provision.commands`, so the tool ships none of their code."""
+    from importlib.metadata import entry_points
 
-    main.add_command(lab)
+    from provision.commands.inventory_cmd import inventory
+
     main.add_command(inventory)
+    for entry in entry_points(group="provision.commands"):
+        main.add_command(entry.load(), entry.name)
 
 
 _register_subcommands()

@@ -13,7 +13,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[object]:
-    from provision.lab.lab import Lab
+    from provision_lab.lab import Lab
 
     session_lab = Lab()
     session_lab.down()  # a lab killed midway leaves namespaces, mounts and state

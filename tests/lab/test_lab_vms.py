@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from provision.lab import machine, paths
-from provision.lab.profiles import get_profile
+from provision_lab import machine, paths
+from provision_lab.profiles import get_profile
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +73,42 @@ def test_nvidia_smi_answers_like_a_real_one(pair, index: int) -> None:
 
 
 def _install_server(host) -> None:
+    """As on a real host with a site mirror: the GPU packages from the Paddle index, their
+    ordinary dependencies from the mirror that the host's own pip configuration names."""
     script = (
         "set -e; python3 -m venv /root/v; "
-        f"/root/v/bin/pip -q install --trusted-host {paths.GATEWAY} "
-        f"-i {paths.INDEX_URL}/cu126/ paddlepaddle-gpu==3.3.0; "
-        f"/root/v/bin/pip -q install --trusted-host {paths.GATEWAY} "
-        f"-i {paths.INDEX_URL}/fastdeploy-gpu-80_90/ fastdeploy-gpu==2.4.0; "
+        "mirror=$(sed -n 's/^index-url = //p' /etc/pip.conf); "
+        f"/root/v/bin/pip -q install -i {paths.PADDLE_INDEX_URL}cu126/ paddlepaddle-gpu==3.3.0; "
+        f"/root/v/bin/pip -q install -i {paths.PADDLE_INDEX_URL}fastdeploy-gpu-80_90/ "
+        "--extra-index-url \"$mirror\" fastdeploy-gpu==2.4.0; "
         "printf '127.0.0.1 localhost %s\\n' \"$(hostname)\" > /etc/hosts")
     done = host.ssh(script, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hosts_use_the_general_index_as_their_site_mirror(pair) -> None:
+    host = pair[0]
+    assert host.read_file("/etc/pip.conf") == (
+        f"[global]\nindex-url = {paths.GENERAL_INDEX_URL}\ntrusted-host = {paths.GATEWAY}\n")
+    done = host.ssh("python3 -m pip download -q --no-deps -d /tmp/dl fastapi && ls /tmp/dl")
+    assert done.returncode == 0 and done.stdout.split() == ["fastapi-1.0.0-py3-none-any.whl"]
+    only_paddle = host.ssh("python3 -m venv /tmp/p && /tmp/p/bin/pip install -q "
+                           f"-i {paths.PADDLE_INDEX_URL}fastdeploy-gpu-80_90/ "
+                           "fastdeploy-gpu==2.4.0", timeout=300)
+    assert only_paddle.returncode != 0  # -i replaces the mirror: dependencies are missing (C1)
+    assert "No matching distribution found for" in only_paddle.stderr
+
+
+def test_a_host_without_the_mirror_reaches_no_index(lab) -> None:
+    (host,) = lab.add_hosts(["a100"], pip_mirror=False)
+    try:
+        assert not (host.root / "etc/pip.conf").exists()
+        done = host.ssh("python3 -m pip download --retries 0 --timeout 5 --no-deps -d /tmp/dl "
+                        "fastapi", timeout=120)
+        assert done.returncode != 0
+        assert "No matching distribution found for fastapi" in done.stderr
+    finally:
+        lab.remove_host(host.name)
 
 
 def _serve(host) -> subprocess.CompletedProcess:
@@ -131,7 +158,7 @@ def test_bare_host_installs_venv_from_the_lab_apt_repository(lab) -> None:
 
 def test_a_lab_killed_midway_is_cleaned_by_the_next_one(lab) -> None:
     """Its nspawn killed, its state file lost: the next Lab still finds and removes all."""
-    from provision.lab.lab import Lab
+    from provision_lab.lab import Lab
 
     host = lab.add_host("a100")
     os.kill(host.pid, signal.SIGKILL)

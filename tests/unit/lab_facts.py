@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from functools import cache
 
 from provision.facts import QUERY_FIELDS, QUERY_FIELDS_NO_CAP, parse_nvidia
-from provision.lab import profiles as lab
-from provision.lab.standins import nvidia_smi
 from provision.model import Facts, Installed, Plan, Settings
 from provision.steps.hosts import render_hosts
 from provision.steps.service import render_env, render_unit, sha256
+from provision_lab import profiles as lab
+from provision_lab.standins import nvidia_smi
 
 
 @contextmanager

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from provision.lab.profiles import load_profiles
 from provision.model import Listener, Settings
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.preflight import preflight
+from provision_lab.profiles import load_profiles
 from tests.unit.lab_facts import converged, facts_from_profile
 
 BASE = "http://10.0.0.1:8080/simple"
@@ -32,6 +32,10 @@ EXPECTED = {
     ("a100x8", "2.5.0"): ("fastdeploy-2.5.0_paddle-3.3.1_cu126", "cu126"),
     ("t4", "2.4.0"): {"gpu.compute_cap", "driver_version", "gpu.memory"},
     ("t4", "2.5.0"): {"gpu.compute_cap", "driver_version", "gpu.memory"},
+    # r535 (A100, R535 driver): refused by today's cuda.yaml floors; C4 says R535 runs every
+    # CUDA 12.x build, so the tool's side of issue 7 turns these into installs.
+    ("r535", "2.4.0"): {"driver_version"},
+    ("r535", "2.5.0"): {"driver_version"},
     ("olddriver", "2.4.0"): {"driver_version"},
     ("olddriver", "2.5.0"): {"driver_version"},
     ("brokendriver", "2.4.0"): {"gpus"},

@@ -1,0 +1,390 @@
+"""The lab's two package indexes, built from the lab's recorded upstream facts only.
+
+Paddle index (port 8700), laid out as upstream's https://www.paddlepaddle.org.cn/packages/stable/:
+    <root>/packages/stable/<index>/<project>/   for every index path, project, version and wheel
+                                               tag in upstream/paddle_indexes.yaml, plus Paddle's
+                                               own dependencies (C1)
+General index (port 8701), a PyPI stand-in ("site mirror") at /simple/ (PEP 503):
+    fastdeploy-gpu's ordinary dependencies (they exist only there), Paddle's dependencies, DECOY
+    fastdeploy-gpu and paddlepaddle-gpu 99.0.0, and any wheel dropped into the extra directory
+    (paths.GENERAL_WHEELS), listed on every request.
+Stand-in wheels carry their build facts (_lab_build.json): versions, CUDA build, SMs and, for
+fastdeploy-gpu, the release's behaviour (upstream/releases.yaml). A stamp over every input makes
+a rebuild a no-op when nothing changed.
+
+CLI (the lab runs the server as a daemon):
+    python -m provision_lab.index build PADDLE_ROOT GENERAL_ROOT
+    python -m provision_lab.index serve --root DIR --bind ADDR --port PORT
+        [--general-root DIR --general-extra DIR --general-port PORT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import os
+import posixpath
+import re
+import shutil
+import signal
+import sys
+import threading
+import urllib.parse
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from provision_lab import upstream
+from provision_lab.wheels import Wheel, write_wheel
+
+STANDINS = Path(__file__).resolve().parent / "standins"
+STAMP = ".provision-lab-index.stamp"
+MANIFEST = ".provision-lab-index.json"  # the top-level entries the last build made
+PADDLE_PATH = ("packages", "stable")
+DECOY_VERSION = "99.0.0"
+DECOY_TEXT = ("{project} {version} is a DECOY from the general index: {project} must come "
+              "from the Paddle index only (pip install ... -i <Paddle index>)")
+_BUILD_INPUTS = ("index.py", "wheels.py", "upstream.py")
+
+
+# --------------------------------------------------------------------------- what to build
+
+
+def commit_of(project: str, version: str) -> str:
+    """A stable stand-in for the git commit a release was built from."""
+    return hashlib.sha1(f"{project} {version}".encode()).hexdigest()
+
+
+def _standin_files(package: str, build_info: dict) -> dict[str, bytes]:
+    source = STANDINS / package
+    files = {path.relative_to(STANDINS).as_posix(): path.read_bytes()
+             for path in sorted(source.rglob("*.py"))}
+    files[f"{package}/_lab_build.json"] = json.dumps(build_info, sort_keys=True).encode() + b"\n"
+    return files
+
+
+def _version_txt(info: dict) -> bytes:
+    """fastdeploy/version.txt in upstream's shape (commit ids, Paddle and CUDA versions)."""
+    return (f"fastdeploy GIT COMMIT ID: {info['commit']}\n"
+            f"Paddle version: {info['paddle_version']}\n"
+            f"Paddle GIT COMMIT ID: {info['paddle_commit']}\n"
+            f"CUDA version: {info['cuda']}\n"
+            "CXX compiler version: provision lab stand-in (pure Python)\n").encode()
+
+
+def paddle_wheel(listed: upstream.IndexFile) -> Wheel:
+    cuda = upstream.paddle_indexes()[listed.index]["cuda"]
+    info = {"version": listed.version, "cuda": cuda, "cuda_index": listed.index,
+            "min_driver": upstream.min_driver(cuda),
+            "commit": commit_of("paddlepaddle-gpu", listed.version)}
+    return Wheel(listed.project, listed.version, listed.tag, _standin_files("paddle", info),
+                 tuple(upstream.paddle_requires()), "provision lab stand-in for paddlepaddle-gpu")
+
+
+def fastdeploy_wheel(listed: upstream.IndexFile) -> Wheel:
+    entry = upstream.paddle_indexes()[listed.index]
+    paddle = upstream.paddle_for(listed.version)
+    info = {"version": listed.version, "paddle_version": paddle,
+            "paddle_commit": commit_of("paddlepaddle-gpu", paddle), "cuda": entry["cuda"],
+            "index": listed.index, "sms": list(entry["sms"]),
+            "behaviour": upstream.release_behaviour(listed.version),
+            "imports_at_start": sorted(upstream.imported_at_start().values()),
+            "commit": commit_of("fastdeploy-gpu", listed.version)}
+    files = _standin_files("fastdeploy", info)
+    files["fastdeploy/version.txt"] = _version_txt(info)
+    return Wheel(listed.project, listed.version, listed.tag, files,
+                 tuple(upstream.fastdeploy_requires()),
+                 "provision lab stand-in for fastdeploy-gpu")
+
+
+def dependency_wheel(spec: str) -> Wheel:
+    """A stand-in for an ordinary dependency: its real name, a version that satisfies `spec`,
+    and one module (the one upstream imports, else the name with - and . as _)."""
+    name, version = upstream.requirement(spec)
+    module = upstream.imported_at_start().get(name) or re.sub(r"[-.]", "_", name).lower()
+    text = (f'"""provision lab stand-in for {name} {version} (no code)."""\n'
+            f'__version__ = "{version}"\n')
+    return Wheel(name, version, "py3-none-any", {f"{module}/__init__.py": text.encode()},
+                 summary=f"provision lab stand-in for {name}")
+
+
+def decoy_wheel(project: str, package: str) -> Wheel:
+    """Under a GPU package's real name, on the general index: importing it fails, loudly."""
+    message = DECOY_TEXT.format(project=project, version=DECOY_VERSION)
+    text = f'"""{message}"""\nraise ImportError({message!r})\n'
+    return Wheel(project, DECOY_VERSION, "py3-none-any", {f"{package}/__init__.py": text.encode()},
+                 summary=f"DECOY {project} on the provision lab's general index")
+
+
+def paddle_index_wheels() -> list[tuple[str, Wheel]]:
+    """(index path, wheel) for everything the Paddle index serves."""
+    made = {"paddlepaddle-gpu": paddle_wheel, "fastdeploy-gpu": fastdeploy_wheel}
+    result = [(f.index, made[f.project](f)) for f in upstream.listed_files()]
+    deps = [dependency_wheel(spec) for spec in upstream.paddle_requires()]
+    result += [(index, dep) for index in upstream.paddle_indexes() for dep in deps]
+    return result
+
+
+def general_index_wheels() -> list[Wheel]:
+    """Everything the general index serves besides the extra directory."""
+    specs = {upstream.requirement(s)[0]: s
+             for s in upstream.paddle_requires() + upstream.fastdeploy_requires()}
+    return [dependency_wheel(spec) for spec in specs.values()] + [
+        decoy_wheel("fastdeploy-gpu", "fastdeploy"), decoy_wheel("paddlepaddle-gpu", "paddle")]
+
+
+# --------------------------------------------------------------------------- PEP 503 pages
+
+
+def normalize(name: str) -> str:
+    """PEP 503 project name normalization."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def project_of(filename: str) -> str | None:
+    """The normalized project of a wheel or sdist file name; None for anything else."""
+    if filename.endswith(".whl"):
+        return normalize(filename.split("-", 1)[0])
+    if filename.endswith((".tar.gz", ".zip")):
+        return normalize(filename.rsplit("-", 1)[0]) if "-" in filename else None
+    return None
+
+
+def _page(title: str, links: list[str]) -> str:
+    body = "\n".join(f"    {link}<br/>" for link in links)
+    return (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        '    <meta name="pypi:repository-version" content="1.0">\n'
+        f"    <title>{html.escape(title)}</title>\n  </head>\n  <body>\n"
+        f"    <h1>{html.escape(title)}</h1>\n{body}\n  </body>\n</html>\n"
+    )
+
+
+def _file_link(href: str, path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return (f'<a href="{urllib.parse.quote(href)}#sha256={digest}">'
+            f"{html.escape(path.name)}</a>")
+
+
+def _write_project_page(project_dir: Path, project: str) -> None:
+    links = [_file_link(w.name, w) for w in sorted(project_dir.glob("*.whl"))]
+    (project_dir / "index.html").write_text(_page(f"Links for {project}", links))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _sources_digest() -> str:
+    """Hash of everything a build depends on: stand-ins, recorded data, the builders."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    inputs = [here / name for name in _BUILD_INPUTS]
+    inputs += sorted(upstream.UPSTREAM_DIR.glob("*.yaml"))
+    inputs += sorted(p for p in STANDINS.rglob("*.py") if "__pycache__" not in p.parts)
+    for path in inputs:
+        h.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _up_to_date(dest: Path) -> bool:
+    stamp = dest / STAMP
+    return stamp.exists() and stamp.read_text().strip() == _sources_digest()
+
+
+def _swap_in(dest: Path, staging: Path, entries: list[str]) -> None:
+    """Replace `entries` under dest by staging's, dropping what the last build made besides.
+    Other entries under dest (the lab's apt repository under apt/) are left alone."""
+    manifest = dest / MANIFEST
+    old = json.loads(manifest.read_text()) if manifest.exists() else []
+    for name in sorted(set(old) | set(entries)):
+        target = dest / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        if (staging / name).exists():
+            os.replace(staging / name, target)
+    manifest.write_text(json.dumps(sorted(entries)) + "\n")
+    shutil.rmtree(staging, ignore_errors=True)
+    (dest / STAMP).write_text(_sources_digest() + "\n")
+
+
+def build_index(dest: Path) -> None:
+    """The Paddle index tree under dest/packages/stable/; a no-op when up to date."""
+    dest = Path(dest)
+    if _up_to_date(dest):
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f".build-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    base = staging.joinpath(*PADDLE_PATH)
+    indexes: dict[str, set[str]] = {}
+    for index, wheel in paddle_index_wheels():
+        write_wheel(wheel, base / index / normalize(wheel.project))
+        indexes.setdefault(index, set()).add(normalize(wheel.project))
+    for index, projects in indexes.items():
+        for project in projects:
+            _write_project_page(base / index / project, project)
+        links = [f'<a href="{p}/">{p}</a>' for p in sorted(projects)]
+        (base / index / "index.html").write_text(_page(f"Simple index: {index}", links))
+    links = [f'<a href="{i}/">{i}</a>' for i in sorted(indexes)]
+    (base / "index.html").write_text(_page("provision lab: Paddle package indexes", links))
+    _swap_in(dest, staging, [PADDLE_PATH[0]])
+
+
+def build_general(dest: Path) -> None:
+    """The general index's own wheels, flat under dest/files/; a no-op when up to date."""
+    dest = Path(dest)
+    if _up_to_date(dest):
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f".build-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    for wheel in general_index_wheels():
+        write_wheel(wheel, staging / "files")
+    _swap_in(dest, staging, ["files"])
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class _StaticHandler(SimpleHTTPRequestHandler):
+    """Files under the root only: no listings, no paths or links leading outside it, no logs."""
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+    def translate_path(self, path: str) -> str:
+        path = urllib.parse.unquote(path.split("?", 1)[0].split("#", 1)[0])
+        parts = [p for p in posixpath.normpath(path).split("/") if p not in ("", ".", "..")]
+        root = Path(self.directory).resolve()
+        candidate = root.joinpath(*parts)
+        resolved = candidate.resolve()
+        if resolved != root and root not in resolved.parents:
+            return str(root / ".provision-lab-forbidden")  # does not exist: 404
+        if path.endswith("/") and candidate.is_dir():
+            return str(candidate) + "/"
+        return str(candidate)
+
+    def list_directory(self, path):
+        self.send_error(404, "No index page here")
+        return None
+
+
+class _GeneralHandler(BaseHTTPRequestHandler):
+    """A PEP 503 index over flat directories of files, listed afresh on every request:
+    /simple/, /simple/<project>/ and /files/<name>."""
+
+    directories: tuple[Path, ...] = ()
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+    def _files(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for directory in self.directories:
+            if directory.is_dir():
+                for path in sorted(directory.iterdir()):
+                    if path.is_file() and project_of(path.name):
+                        found.setdefault(path.name, path)
+        return found
+
+    def _send(self, status: int, body: bytes, kind: str = "text/html") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        path = urllib.parse.unquote(self.path.split("?", 1)[0])
+        files = self._files()
+        parts = [p for p in path.split("/") if p]
+        if parts == ["simple"]:
+            projects = sorted({project_of(name) for name in files})
+            links = [f'<a href="{p}/">{p}</a>' for p in projects]
+            self._send(200, _page("provision lab: general index", links).encode())
+        elif len(parts) == 2 and parts[0] == "simple":
+            project = normalize(parts[1])
+            mine = [p for name, p in sorted(files.items()) if project_of(name) == project]
+            if not mine:
+                self._send(404, b"Not Found", "text/plain")
+                return
+            links = [_file_link(f"../../files/{p.name}", p) for p in mine]
+            self._send(200, _page(f"Links for {project}", links).encode())
+        elif len(parts) == 2 and parts[0] == "files" and parts[1] in files:
+            self._send(200, files[parts[1]].read_bytes(), "application/octet-stream")
+        else:
+            self._send(404, b"Not Found", "text/plain")
+
+    do_HEAD = do_GET
+
+
+def _server(handler, bind: str, port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((bind, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def make_index_server(root: Path, bind: str, port: int) -> ThreadingHTTPServer:
+    """A bound, not yet serving, static server for `root` (port 0: pick a free one)."""
+    return _server(partial(_StaticHandler, directory=str(Path(root).resolve())), bind, port)
+
+
+def make_general_server(directories: list[Path], bind: str, port: int) -> ThreadingHTTPServer:
+    """A bound, not yet serving, general index over `directories` (earlier ones win a name)."""
+    handler = type("GeneralHandler", (_GeneralHandler,),
+                   {"directories": tuple(Path(d) for d in directories)})
+    return _server(handler, bind, port)
+
+
+def serve(servers: list[ThreadingHTTPServer]) -> None:
+    """Serve until SIGTERM or SIGINT (then return)."""
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m provision_lab.index",
+                                     description="The lab's stand-in package indexes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build the Paddle index and the general index")
+    build.add_argument("paddle_root", type=Path)
+    build.add_argument("general_root", type=Path)
+    run = sub.add_parser("serve", help="serve built indexes over HTTP")
+    run.add_argument("--root", type=Path, required=True, help="the Paddle index's root")
+    run.add_argument("--bind", required=True, help="address to listen on, e.g. 10.213.7.1")
+    run.add_argument("--port", type=int, required=True)
+    run.add_argument("--general-root", type=Path, help="the general index's built root")
+    run.add_argument("--general-extra", type=Path, help="extra wheels for the general index")
+    run.add_argument("--general-port", type=int)
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        build_index(args.paddle_root)
+        build_general(args.general_root)
+        print(args.paddle_root, args.general_root)
+        return 0
+    if not args.root.is_dir():
+        parser.error(f"--root {args.root}: no such directory; run `build` first")
+    servers = [make_index_server(args.root, args.bind, args.port)]
+    if args.general_root:
+        directories = [args.general_root / "files"] + (
+            [args.general_extra] if args.general_extra else [])
+        servers.append(make_general_server(directories, args.bind, args.general_port))
+    serve(servers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
