@@ -277,6 +277,8 @@ def _convert(var: Variable, value: object) -> object:
         raise Invalid("give a list of arguments, or one string of them")
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise Invalid("give a text value")
+    if var.name == "fastdeploy_version" and not isinstance(value, str):
+        raise Invalid("quote it in YAML (\"2.4\"): unquoted, 2.10 would read as the number 2.1")
     text = str(value)
     if var.name.endswith("_url"):
         text = text.rstrip("/")  # the plan appends "/cu126/": no "//"

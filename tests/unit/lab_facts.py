@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 
 from provision import matrix
-
 from provision.facts import QUERY_FIELDS, QUERY_FIELDS_NO_CAP, parse_nvidia
 from provision.lab import profiles as lab
 from provision.lab.standins import nvidia_smi
