@@ -295,7 +295,8 @@ def test_dependencies_use_the_general_index() -> None:
 
 
 def test_build_step_for_real_with_local_indexes(tmp_path: Path) -> None:
-    """pip for real on this machine: a decoy 99.0.0 on the general index never wins."""
+    """pip for real on this machine: decoys on the general index (a higher version, and the
+    pinned version itself) never win; the dependency comes from the general index."""
     from tests.unit.wheels import serve_indexes
 
     with serve_indexes(tmp_path) as (paddle_url, general_url):
@@ -316,6 +317,9 @@ def test_build_step_for_real_with_local_indexes(tmp_path: Path) -> None:
                                 "print(m.version('fastdeploy-gpu'), m.version('fakedep'))"],
                                capture_output=True, text=True)
         assert check.stdout.split() == ["2.4.0", "1.0"]
+        ours = subprocess.run([str(venv / "bin" / "python"), "-c", "import fastdeploy"],
+                              capture_output=True, text=True)
+        assert ours.returncode == 0, ours.stderr  # not the DECOY
 
 
 def _paddle_check() -> str:

@@ -1,8 +1,8 @@
 """Two tiny PEP 503 indexes on loopback for a real pip run (test helper).
 
 "paddle": paddlepaddle-gpu 3.3.0 and fastdeploy-gpu 2.4.0 (which requires `fakedep`, found
-only on the general index). "general": fakedep 1.0 plus DECOY fastdeploy-gpu and
-paddlepaddle-gpu 99.0.0, whose import fails, so a build that took one cannot pass.
+only on the general index). "general": fakedep 1.0 plus DECOY fastdeploy-gpu 99.0.0 and
+2.4.0 and paddlepaddle-gpu 99.0.0, whose import fails, so a build that took one cannot pass.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def build(root: Path) -> None:
             "fastdeploy/model_executor/ops/__init__.py": "", ops: ""}, ("fakedep",))
     _wheel(general, "fakedep", "1.0", {"fakedep.py": ""})
     decoy = "raise ImportError('DECOY from the general index')\n"
-    _wheel(general, "fastdeploy-gpu", "99.0.0", {"fastdeploy/__init__.py": decoy})
+    for version in ("99.0.0", "2.4.0"):  # higher, and the very version pinned
+        _wheel(general, "fastdeploy-gpu", version, {"fastdeploy/__init__.py": decoy})
     _wheel(general, "paddlepaddle-gpu", "99.0.0", {"paddle/__init__.py": decoy})
 
 
