@@ -11,7 +11,7 @@ from provision.model import Facts, Install, Plan, ServerChecks, Settings, Step
 from provision.preflight import choose_versions, model_fit, preflight, target, usable_gpus
 from provision.steps.hosts import hosts_steps
 from provision.steps.packages import packages_step
-from provision.steps.release import release_steps
+from provision.steps.release import general_index, release_steps
 from provision.steps.service import service_steps
 
 
@@ -122,7 +122,8 @@ def describe_plan(plan: Plan) -> list[str]:
         i = plan.install
         lines.append(f"  release: {i.release} (paddlepaddle-gpu {i.paddle_version} from "
                      f"{i.paddle_index_url}, fastdeploy-gpu {i.fastdeploy_version} from "
-                     f"{i.fastdeploy_index_url})")
+                     f"{i.fastdeploy_index_url}, both without dependencies; dependencies from "
+                     f"{general_index(i)})")
     lines += [f"  would change: {s.name}: {s.reason}" for s in plan.steps]
     if not plan.steps:
         lines.append("  nothing to change")

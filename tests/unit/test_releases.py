@@ -329,3 +329,46 @@ def _paddle_check() -> str:
 
 def _q(text: str) -> str:
     return shlex.quote(text)
+
+
+# --------------------------------------------------------------------------- the facts trip's fetch
+
+
+def test_fetch_pages_for_real_is_bounded_and_reports_each_failure() -> None:
+    """The host-side fetch: a page, a 404 and a server that never answers, all within the
+    bound; nothing raises."""
+    import http.server
+    import threading
+
+    from provision import facts_script
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/slow/":
+                time.sleep(5)
+            code = 200 if self.path == "/ok/" else 404
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(b'<a href="fastdeploy_gpu-2.4.0-py3-none-any.whl">x</a>')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        start = time.monotonic()
+        got = facts_script.fetch_pages([f"{base}/ok/", f"{base}/gone/", f"{base}/slow/"],
+                                       limit_s=2.0)
+        assert time.monotonic() - start < 4
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got[f"{base}/ok/"]["ok"] and "2.4.0" in got[f"{base}/ok/"]["text"]
+    assert got[f"{base}/gone/"] == {"ok": False, "error": "HTTP 404 Not Found"}
+    assert not got[f"{base}/slow/"]["ok"]
+    skipped = facts_script.package_index({"skip_index_if_installed": "2.4.0",
+                                          "index_pages": [f"{base}/ok/"]},
+                                         {"fastdeploy_version": "2.4.0"})
+    assert skipped == {"skipped": True, "pages": {}}
