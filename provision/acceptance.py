@@ -25,8 +25,9 @@ from importlib import resources
 import requests
 import yaml
 
-from provision.verify import Check, Endpoint
+from provision.verify import Check, Endpoint, chat_body
 
+ANSWER_TOKENS = 512  # a thinking model that cannot stop gets the model's own, larger budget
 TOLERANCE = 0.005  # how far a decimal answer may be from the exact fraction (0.18 for 2/11)
 
 
@@ -40,6 +41,7 @@ class Prompt:
     lab_answer: str
     image: str | None = None
     vision_only: bool = False
+    source: str = ""  # where the expected answer comes from (every data entry has one)
 
 
 @dataclass(frozen=True)
@@ -193,13 +195,7 @@ def _content(prompt: Prompt) -> object:
 
 def ask(endpoint: Endpoint, prompt: Prompt, timeout_s: float) -> tuple[str | None, str]:
     """(answer, error): the model's `content`, or why there is none."""
-    body = {
-        "model": endpoint.model,
-        "messages": [{"role": "user", "content": _content(prompt)}],
-        "max_tokens": 512,
-        "temperature": 0,
-        "chat_template_kwargs": {"enable_thinking": False},
-    }
+    body = chat_body(endpoint, _content(prompt), ANSWER_TOKENS)
     try:
         got = requests.post(f"{endpoint.api}/v1/chat/completions", json=body,
                             headers=endpoint.headers(), timeout=timeout_s)

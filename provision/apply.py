@@ -18,7 +18,7 @@ from provision import shell
 from provision.acceptance import run_acceptance
 from provision.connection import Remote, RemoteTimeout, Tunnel
 from provision.facts import gather_command, parse_facts
-from provision.matrix import model_info, release
+from provision.matrix import model_info
 from provision.model import (
     Facts,
     HostResult,
@@ -32,6 +32,7 @@ from provision.model import (
 )
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.report import Reporter
+from provision.steps.release import explain as explain_build
 from provision.steps.release import rollback_script
 from provision.verify import (
     DIAG_MARK,
@@ -83,18 +84,9 @@ class HostAborted(ProvisionError):
 
 
 def explain_failure(step: Step, output: str, facts: Facts, settings: Settings) -> str:
-    """Turn known remote failures into an error naming the cause and the fix."""
-    if "No matching distribution found" in output:
-        pythons = ", ".join(release(settings.fastdeploy_version).python) or "unknown"
-        return (
-            f"step {step.name}: pip found no matching distribution for Python "
-            f"{facts.python_version} on this host; FastDeploy {settings.fastdeploy_version} "
-            f"wheels are published for Python {pythons}. Fix: use a host (or `python` setting) "
-            "with a supported Python, or choose a fastdeploy_version that supports "
-            f"{facts.python_version}; also check that pip_extra_index_url serves the "
-            "ordinary dependencies"
-        )
-    return f"step {step.name} failed"
+    """Turn known remote failures into an error naming the cause (the step printed it)."""
+    cause = explain_build(output)
+    return f"step {step.name} failed: {cause}" if cause else f"step {step.name} failed"
 
 
 def restart_script(settings: Settings) -> str:
@@ -242,8 +234,8 @@ class HostRun:
         info = model_info(self.settings.model)
         # Outside the catalogue (a local path, a fine-tune), ERNIE's naming says it: "-VL-".
         vision = info.multimodal if info else "-VL-" in f"{self.settings.model} {plan.served_model}"
-        with Route(self.remote, self.settings) as route:
-            endpoint = Endpoint(route.api, route.metrics, plan.served_model, self.settings.api_key)
+        with Route(self.remote, self.settings, plan.checks.metrics_local_only) as route:
+            endpoint = route.endpoint(plan, self.settings)
             checks = run_acceptance(endpoint, vision=vision)
         for check in checks:
             self._record(check.name, "ok" if check.ok else "failed", check.seconds,
@@ -301,8 +293,8 @@ class HostRun:
     # ---------------------------------------------------------------- verify
 
     def _verify(self, plan: Plan, prefix: str = "verify") -> None:
-        with Route(self.remote, self.settings) as route:
-            endpoint = Endpoint(route.api, route.metrics, plan.served_model, self.settings.api_key)
+        with Route(self.remote, self.settings, plan.checks.metrics_local_only) as route:
+            endpoint = route.endpoint(plan, self.settings)
             checks = verify(
                 endpoint,
                 self.deadline.cap(self.settings.health_timeout),
@@ -350,17 +342,27 @@ def _direct(host: str, port: int, timeout: float = 3.0) -> bool:
 
 
 class Route:
-    """The HTTP base URLs of a host's server: direct when reachable, else SSH tunnels."""
+    """The HTTP base URLs of a host's server: direct when reachable, else SSH tunnels.
 
-    def __init__(self, remote: Remote, settings: Settings,
+    A metrics port kept on the host's loopback (local_metrics: it would expose the API key)
+    is always reached through a tunnel; `outside_metrics` is its address as the network
+    sees it, for verify to prove nothing answers there with the key.
+    """
+
+    def __init__(self, remote: Remote, settings: Settings, local_metrics: bool = False,
                  probe: Callable[[str, int], bool] = _direct) -> None:
         self._tunnels: list[Tunnel] = []
+        self.outside_metrics: str | None = None
         host = remote.hostname
         if not remote.via_gateway and probe(host, settings.api_port):
             name = f"[{host}]" if ":" in host else host
             self.api = f"http://{name}:{settings.api_port}"
             self.metrics = f"http://{name}:{settings.metrics_port}"
             self.tunnelled = False
+            if local_metrics:
+                self.outside_metrics = self.metrics
+                self._tunnels = [remote.forward(settings.metrics_port)]
+                self.metrics = f"http://127.0.0.1:{self._tunnels[0].local_port}"
         else:
             ports = (settings.api_port, settings.metrics_port)
             self._tunnels = [remote.forward(port) for port in ports]
@@ -369,6 +371,11 @@ class Route:
 
     def __enter__(self) -> Route:
         return self
+
+    def endpoint(self, plan: Plan, settings: Settings) -> Endpoint:
+        """What verify and acceptance talk to, with what the release lets them expect."""
+        return Endpoint(self.api, self.metrics, plan.served_model, settings.api_key,
+                        plan.checks, self.outside_metrics)
 
     def __exit__(self, *exc: object) -> None:
         for tunnel in self._tunnels:

@@ -16,8 +16,16 @@ from pathlib import Path
 
 import yaml
 
-from provision import shell
-from provision.model import Facts, Gpu, Installed, Listener, ProvisionError, Settings
+from provision import matrix, pkgindex, shell
+from provision.model import (
+    Facts,
+    Gpu,
+    IndexPage,
+    Installed,
+    Listener,
+    ProvisionError,
+    Settings,
+)
 
 BEGIN = "===PROVISION-FACTS-BEGIN==="
 END = "===PROVISION-FACTS-END==="
@@ -49,6 +57,16 @@ def model_paths(settings: Settings) -> tuple[str, ...]:
     return tuple(f"{settings.model_cache_dir}/{org}/{tail}" for org in ("PaddlePaddle", "baidu"))
 
 
+def index_pages(settings: Settings) -> tuple[str, ...]:
+    """The project pages the plan may need for this release line (any GPU, any CUDA build)."""
+    try:
+        rel = matrix.release(settings.fastdeploy_version)
+    except ProvisionError:
+        return ()
+    return tuple(pkgindex.page_url(settings.package_index_url, index, project)
+                 for index, project in matrix.candidate_indexes(rel))
+
+
 def gather_command(settings: Settings) -> str:
     """The one exec string: the facts script under the host's python3, framed JSON out.
 
@@ -67,6 +85,9 @@ def gather_command(settings: Settings) -> str:
         "query_no_cap": QUERY_FIELDS_NO_CAP,
         "ports": [settings.api_port, settings.metrics_port,
                   settings.engine_worker_queue_port, settings.cache_queue_port],
+        "index_pages": list(index_pages(settings)),
+        "skip_index_if_installed": (settings.fastdeploy_version
+                                    if matrix.is_exact(settings.fastdeploy_version) else None),
     }
     missing = json.dumps({"python3": False, "interpreter": settings.python})
     run = shell.cmd(settings.python, "-c", _SCRIPT.read_text(), json.dumps(args))
@@ -80,7 +101,8 @@ def gather_command(settings: Settings) -> str:
 @lru_cache(maxsize=1)
 def _caps_by_name() -> dict[str, str]:
     text = resources.files("provision.data").joinpath("gpus.yaml").read_text()
-    return {str(k): str(v) for k, v in yaml.safe_load(text)["compute_cap_by_name"].items()}
+    return {str(name): str(arch["compute_cap"])
+            for arch in yaml.safe_load(text)["architectures"] for name in arch["names"]}
 
 
 def compute_cap_from_name(name: str) -> str:
@@ -198,6 +220,18 @@ def _installed(raw: dict) -> Installed:
     )
 
 
+def parse_index(raw: dict | None) -> tuple[dict, bool]:
+    """(url -> IndexPage, skipped) from what the script fetched; pages parsed here."""
+    raw = raw or {}
+    pages = {}
+    for url, page in (raw.get("pages") or {}).items():
+        if page.get("ok"):
+            pages[url] = IndexPage(True, "", pkgindex.parse_page(str(page.get("text") or "")))
+        else:
+            pages[url] = IndexPage(False, str(page.get("error") or "unknown error"))
+    return pages, bool(raw.get("skipped"))
+
+
 def _without_python(data: dict) -> Facts:
     return Facts(hostname="", kernel="", arch="", os_id="", os_version_id="", os_id_like="",
                  os_pretty="", etc_hosts=None, cloud_hosts_template=None, python_version=None,
@@ -212,6 +246,7 @@ def facts_from_json(data: dict) -> Facts:
         return _without_python(data)
     osr = data.get("os_release") or {}
     cloud = data.get("cloud_init") or {}
+    pages, skipped = parse_index(data.get("package_index"))
     return Facts(
         hostname=data["hostname"],
         kernel=data["kernel"],
@@ -233,6 +268,8 @@ def facts_from_json(data: dict) -> Facts:
                         for x in data.get("listeners") or ()),
         installed=_installed(data.get("installed") or {}),
         model_present=bool(data.get("model_present")),
+        index_pages=pages,
+        index_skipped=skipped,
         **parse_nvidia(data.get("nvidia_smi")),
     )
 

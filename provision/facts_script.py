@@ -16,6 +16,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 
 BEGIN = "===PROVISION-FACTS-BEGIN==="
 END = "===PROVISION-FACTS-END==="
@@ -184,6 +188,44 @@ def installed(args):
     return out
 
 
+def fetch_pages(urls, limit_s=20.0, max_bytes=4 << 20):
+    """The package index's project pages, fetched from here (the host must reach the index).
+
+    All at once in threads, each with a timeout and the whole bounded by limit_s; a page
+    that fails or is late is reported, never raised.
+    """
+    results = {}
+
+    def one(url):
+        try:
+            request = urllib.request.Request(url, headers={"Accept": "text/html"})
+            with urllib.request.urlopen(request, timeout=limit_s / 2) as response:
+                body = response.read(max_bytes).decode("utf-8", "replace")
+            results[url] = {"ok": True, "text": body}
+        except urllib.error.HTTPError as exc:
+            results[url] = {"ok": False, "error": f"HTTP {exc.code} {exc.reason}"}
+        except Exception as exc:  # noqa: BLE001 - every failure is a fact to report
+            results[url] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+    threads = [threading.Thread(target=one, args=(url,), daemon=True) for url in urls]
+    deadline = time.monotonic() + limit_s
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    for url in urls:
+        results.setdefault(url, {"ok": False, "error": f"no answer within {limit_s:.0f}s"})
+    return results
+
+
+def package_index(args, inst):
+    """Skipped when the exact pinned version is what the current release already holds."""
+    pin = args.get("skip_index_if_installed")
+    if pin and inst.get("fastdeploy_version") == pin:
+        return {"skipped": True, "pages": {}}
+    return {"skipped": False, "pages": fetch_pages(args.get("index_pages") or [])}
+
+
 def main():
     args = json.loads(sys.argv[1])
     osr = os_release()
@@ -194,6 +236,7 @@ def main():
         has_pip = iu.find_spec("pip") is not None
     except Exception:  # noqa: BLE001 - a broken interpreter is a fact, not a crash
         has_venv = has_pip = False
+    inst = installed(args)
     facts = {
         "version": 1,
         "os_release": osr,
@@ -210,7 +253,8 @@ def main():
         "mem_total_mib": mem_total_mib(),
         "systemd_state": run(["systemctl", "is-system-running"])["out"].strip() or "unknown",
         "listeners": listeners(args["ports"]),
-        "installed": installed(args),
+        "installed": inst,
+        "package_index": package_index(args, inst),
         "model_present": any(os.path.isdir(p) for p in args["model_paths"]),
     }
     sys.stdout.write(f"\n{BEGIN}\n{json.dumps(facts)}\n{END}\n")

@@ -124,6 +124,15 @@ class Installed:
 
 
 @dataclass(frozen=True)
+class IndexPage:
+    """One package-index project page as the host fetched it (wheels parsed here)."""
+
+    ok: bool
+    error: str = ""
+    wheels: tuple = ()  # provision.pkgindex.Wheel
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the plan needs, gathered in one remote round trip."""
 
@@ -151,6 +160,8 @@ class Facts:
     installed: Installed = field(default_factory=Installed)
     cloud_hosts_template_path: str | None = None  # where cloud_hosts_template was read from
     model_present: bool = False  # the weights' directory exists (model_dir, or the cache's copy)
+    index_pages: dict = field(default_factory=dict, hash=False)  # url -> IndexPage
+    index_skipped: bool = False  # the exact pin is installed: the index was not asked
 
 
 # --------------------------------------------------------------------------- plan
@@ -202,6 +213,25 @@ class Install:
 
 
 @dataclass(frozen=True)
+class ServerChecks:
+    """What verify may expect of this release and model (releases.yaml, models.yaml).
+
+    models_endpoint: GET /v1/models exists (not on 2.0/2.1, C2). api_key: the server enforces
+    the key, so verify proves a request without it gets 401 (C3). metrics_local_only: the
+    metrics port answers on the host's loopback only (its /config-info dumps FD_API_KEY).
+    chat_template_kwargs / max_tokens: the model's real switch for its reasoning and enough
+    tokens for `content` to arrive when it cannot be switched off (C6).
+    """
+
+    models_endpoint: bool = True
+    api_key: bool = False
+    metrics_local_only: bool = False
+    chat_template_kwargs: dict | None = field(default_factory=lambda: {"enable_thinking": False},
+                                              hash=False)
+    max_tokens: int = 32
+
+
+@dataclass(frozen=True)
 class Plan:
     host: str
     problems: tuple[Problem, ...]
@@ -210,6 +240,7 @@ class Plan:
     server_argv: tuple[str, ...]
     served_model: str
     restart: bool  # one restart at the end (a handler), however many steps notified
+    checks: ServerChecks = field(default_factory=ServerChecks)
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -259,7 +290,7 @@ class Settings:
 
     package_index_url: str = "https://www.paddlepaddle.org.cn/packages/stable"
     pip_extra_index_url: str | None = None
-    fastdeploy_version: str = "2.5.0"
+    fastdeploy_version: str = "2.5"  # a line (its newest patch on the index) or "2.5.0"
     venv_dir: str = "/opt/fastdeploy/venv"  # a link to the current release; the unit runs from it
     model: str = "baidu/ERNIE-4.5-VL-28B-A3B-Paddle"
     api_port: int = 8180

@@ -6,7 +6,7 @@ the first change (design: "fail before touching"). Pure: facts + settings + data
 
 from __future__ import annotations
 
-from provision import matrix
+from provision import matrix, versions
 from provision.model import Facts, Gpu, Problem, ProvisionError, Settings
 
 RELEASE_MIB = 8 * 1024  # one release venv: paddle + CUDA runtime wheels + FD (UNCERTAIN, ~6 GB)
@@ -61,17 +61,45 @@ def check_os(host: str, facts: Facts, settings: Settings) -> list[Problem]:
 
 
 def check_python(host: str, facts: Facts, rel: matrix.Release) -> list[Problem]:
+    """A Python upstream does not document for the line: a warning (the wheel tags decide)."""
     if facts.python_version is None:
         return []
     minor = ".".join(facts.python_version.split(".")[:2])
     if minor in rel.python:
         return []
     return [_p(host, "python_version", facts.python_version,
-               f"FastDeploy {rel.version} wheels are published for Python "
-               f"{', '.join(rel.python)}" + ("" if rel.python_certain else
-                                             " (the reference is unsure; pip will decide)"),
-               "use Ubuntu 22.04 (Python 3.10) or another fastdeploy_version",
-               "error" if rel.python_certain else "warning")]
+               f"FastDeploy {rel.version} documents Python {', '.join(rel.python)}",
+               "use Ubuntu 22.04 (Python 3.10) if the server misbehaves", "warning")]
+
+
+def check_doubts(host: str, facts: Facts, settings: Settings,
+                 rel: matrix.Release) -> list[Problem]:
+    """Open points (C13) that touch this host: the reading the data takes, as a warning."""
+    sms = {g.sm for g in usable_gpus(facts, settings)}
+    return [_p(host, f"doubt {d.key}", rel.version, f"{d.doubt}; the data reads: {d.reading}",
+               f"if this host proves otherwise, change the entry in "
+               f"provision/data/releases.yaml ({d.source})", "warning")
+            for d in matrix.doubts()
+            if rel.version in d.lines and (not d.sms or sms & set(d.sms))]
+
+
+def target(facts: Facts, settings: Settings,
+           rel: matrix.Release) -> tuple[matrix.CudaBuild, str] | None:
+    """The CUDA build and fastdeploy-gpu index this host's GPUs and driver call for."""
+    gpus = usable_gpus(facts, settings)
+    cuda = matrix.choose_cuda(rel, facts.driver_version, settings.cuda)
+    if not gpus or cuda is None:
+        return None
+    fd_index = matrix.fastdeploy_index(rel, gpus[0].sm, cuda.index)
+    return (cuda, fd_index) if fd_index else None
+
+
+def choose_versions(host: str, facts: Facts, settings: Settings,
+                    rel: matrix.Release) -> versions.Choice:
+    """Exact versions from the index (callers ran check_gpu without errors first)."""
+    found = target(facts, settings, rel)
+    assert found is not None, "check_gpu lets no host without a CUDA build or wheel through"
+    return versions.choose(host, facts, settings, rel, found[0].index, found[1])
 
 
 def check_gpu(host: str, facts: Facts, settings: Settings,
@@ -124,7 +152,7 @@ def check_model(host: str, facts: Facts, settings: Settings,
                    "(provision/data/models.yaml): GPU memory, disk and flags are not checked",
                    "use a catalogue name, or pass flags with extra_server_args", "warning")]
     out = []
-    if matrix.version_key(rel.version) < matrix.version_key(model.min_fastdeploy):
+    if matrix.version_key(rel.version) < matrix.version_key(matrix.line_of(model.min_fastdeploy)):
         out.append(_p(host, "fastdeploy_version", rel.version,
                       f"{model.name} needs FastDeploy >= {model.min_fastdeploy}",
                       f"set fastdeploy_version to {model.min_fastdeploy} or newer, or use the "
@@ -195,15 +223,22 @@ def preflight(host: str, facts: Facts, settings: Settings) -> list[Problem]:
         return out + [_p(host, "fastdeploy_version", settings.fastdeploy_version, str(exc),
                          "choose a release listed in provision/data/releases.yaml")]
     out += check_python(host, facts, rel)
-    out += check_gpu(host, facts, settings, rel)
+    gpu = check_gpu(host, facts, settings, rel)
+    out += gpu
+    version = None
+    if not any(p.severity == "error" for p in gpu):
+        choice = choose_versions(host, facts, settings, rel)
+        out += choice.problems
+        version = choice.fastdeploy
+        out += check_doubts(host, facts, settings, rel)
     out += check_model(host, facts, settings, rel)
-    if not _release_present(facts, settings, rel):
+    if not _release_present(facts, version):
         out += check_disk_release(host, facts, settings)
     out += check_ports(host, facts, settings)
     return out
 
 
-def _release_present(facts: Facts, settings: Settings, rel: matrix.Release) -> bool:
-    """A complete release of this version is on the host already: no new disk needed."""
-    prefix = f"fastdeploy-{rel.version}_"
-    return any(r.startswith(prefix) for r in facts.installed.releases)
+def _release_present(facts: Facts, version: str | None) -> bool:
+    """A complete release of this exact version is on the host already: no new disk needed."""
+    prefix = f"fastdeploy-{version}_"
+    return version is not None and any(r.startswith(prefix) for r in facts.installed.releases)

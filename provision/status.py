@@ -13,10 +13,12 @@ from dataclasses import asdict, dataclass
 
 import requests
 
+from provision import matrix
 from provision.apply import FACTS_TIMEOUT, Route
 from provision.connection import Remote
 from provision.facts import gather_command, parse_facts
 from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
+from provision.plan import server_checks
 from provision.report import redact, table
 from provision.verify import Endpoint, check_chat
 
@@ -72,7 +74,9 @@ def host_status(spec: HostSpec, settings: Settings, accept_new_host_key: bool = 
         row.paddle, row.fastdeploy = installed.paddle_version, installed.fastdeploy_version
         row.release, row.service = installed.current_release, installed.service_active
         with Route(remote, settings) as route:
-            endpoint = Endpoint(route.api, route.metrics, settings.model, settings.api_key)
+            endpoint = Endpoint(route.api, route.metrics, settings.model, settings.api_key,
+                                server_checks(settings, matrix.release(settings.fastdeploy_version),
+                                              matrix.model_info(settings.model)))
             try:
                 health = requests.get(f"{endpoint.api}/health", timeout=5)
                 row.health = str(health.status_code)

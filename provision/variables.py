@@ -97,11 +97,18 @@ def _port(value: object) -> None:
         raise Invalid("a TCP port is a whole number from 1 to 65535")
 
 
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
+
+
 def _release(value: object) -> None:
     known = matrix.releases()
-    if value not in known:
-        raise Invalid(f"choose a release listed in provision/data/releases.yaml: "
-                      f"{', '.join(known)}")
+    if not _VERSION.match(str(value)):
+        raise Invalid("give a release line (2.4: its newest patch on the index) or an exact "
+                      "version (2.4.0); quote it in YAML")
+    if matrix.line_of(str(value)) not in known:
+        raise Invalid(f"release line {matrix.line_of(str(value))} is not in "
+                      f"provision/data/releases.yaml; choose one of: {', '.join(known)} "
+                      "(a new line is one data entry with its source)")
 
 
 def _cuda(value: object) -> None:
@@ -165,10 +172,15 @@ VARIABLES: tuple[Variable, ...] = (
          "Base URL under which the Paddle (`cu126/`, ...) and FastDeploy "
          "(`fastdeploy-gpu-80_90/`, ...) package indexes live.", _url),
     _var("pip_extra_index_url", "str?",
-         "Extra pip index for ordinary dependencies only (FastDeploy itself never comes "
-         "from it). Unset or \"\": pip's default.", _url),
+         "General index for the ordinary dependencies (fastapi, uvicorn, paddleformers, "
+         "numpy, ...). `paddlepaddle-gpu` and `fastdeploy-gpu` never come from it: they are "
+         "installed without dependencies from the Paddle index only. Unset or \"\": the "
+         "host's own pip configuration (pip.conf / PIP_INDEX_URL, e.g. a site mirror), else "
+         "pip's default (pypi.org).", _url),
     _var("fastdeploy_version", "str",
-         "FastDeploy release to install; one of provision/data/releases.yaml.", _release),
+         "FastDeploy to install: a release line (`2.4`: its newest patch on the index) or "
+         "an exact version (`2.4.0`). Lines: provision/data/releases.yaml; versions and wheel "
+         "tags: the index, asked from the host.", _release),
     _var("venv_dir", "str",
          "Link to the current release's virtualenv; the unit runs the server from it.", _path),
     _var("model", "str", "Model to serve: a Hugging Face / AI Studio name, or the served name "
@@ -265,6 +277,8 @@ def _convert(var: Variable, value: object) -> object:
         raise Invalid("give a list of arguments, or one string of them")
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise Invalid("give a text value")
+    if var.name == "fastdeploy_version" and not isinstance(value, str):
+        raise Invalid("quote it in YAML (\"2.4\"): unquoted, 2.10 would read as the number 2.1")
     text = str(value)
     if var.name.endswith("_url"):
         text = text.rstrip("/")  # the plan appends "/cu126/": no "//"
@@ -309,6 +323,7 @@ def _errors_and_values(spec: HostSpec) -> tuple[list[ConfigError], dict]:
             errors.append(ConfigError(where(var.name), var.name, _shown(var, raw), str(exc)))
             continue
         values[var.name] = _resolve_local(var.name, value)
+    errors += _release_errors(values, where)
     ports: dict[int, str] = {}
     for name in PORT_VARS:
         port = values.get(name, _DEFAULTS[name])
@@ -318,6 +333,20 @@ def _errors_and_values(spec: HostSpec) -> tuple[list[ConfigError], dict]:
                                       f"({', '.join(PORT_VARS)}) must all differ"))
         ports.setdefault(port, name)
     return errors, values
+
+
+def _release_errors(values: dict, where: Callable[[str], str]) -> list[ConfigError]:
+    """Settings the chosen release cannot honour: an API key it would silently ignore (C3)."""
+    version = values.get("fastdeploy_version", _DEFAULTS["fastdeploy_version"])
+    if not values.get("api_key") or matrix.line_of(version) not in matrix.releases():
+        return []
+    if matrix.release(version).api_key:
+        return []
+    first = matrix.first_with("api_key")
+    return [ConfigError(where("api_key"), "api_key", HIDDEN,
+                        f"FastDeploy {version} ignores FD_API_KEY, so the API would stay open; "
+                        f"API-key support arrived with release {first}. Fix: set "
+                        f"fastdeploy_version to {first} or newer, or unset api_key")]
 
 
 def settings_for(spec: HostSpec) -> Settings:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import requests
 
 from provision import shell
-from provision.model import Settings
+from provision.model import ServerChecks, Settings
 
 CHAT_PROMPT = "Reply with one short sentence: are you ready?"
 _SAMPLE = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*(?:\{[^}]*\})? (?:-?[0-9.eE+-]+|NaN|[+-]Inf)", re.M)
@@ -43,6 +43,8 @@ class Endpoint:
     metrics: str  # "http://10.0.0.2:8181"
     model: str  # the served model name that /v1/models must list
     api_key: str | None = None
+    checks: ServerChecks = ServerChecks()
+    outside_metrics: str | None = None  # the metrics port as the network sees it, if reachable
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -168,18 +170,23 @@ def check_models(endpoint: Endpoint) -> Check:
     return _timed("models", probe)
 
 
+def chat_body(endpoint: Endpoint, content: object, max_tokens: int) -> dict:
+    """A chat request with the model's real switch for its reasoning (C6): enable_thinking
+    false, VL-28B-Thinking's thinking_mode close, or none (21B-Thinking cannot stop; the
+    caller allows it enough tokens for `content` to follow the reasoning)."""
+    body: dict = {"model": endpoint.model, "messages": [{"role": "user", "content": content}],
+                  "max_tokens": max(max_tokens, endpoint.checks.max_tokens), "temperature": 0,
+                  "stream": False}
+    if endpoint.checks.chat_template_kwargs is not None:
+        body["chat_template_kwargs"] = endpoint.checks.chat_template_kwargs
+    return body
+
+
 def check_chat(endpoint: Endpoint, max_tokens: int = 32) -> Check:
-    """One short completion; thinking is turned off so the answer lands in `content`."""
+    """One short completion; the reasoning is off (or allowed room) so `content` arrives."""
 
     def probe() -> tuple[bool, str]:
-        body = {
-            "model": endpoint.model,
-            "messages": [{"role": "user", "content": CHAT_PROMPT}],
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "stream": False,
-            "chat_template_kwargs": {"enable_thinking": False},
-        }
+        body = chat_body(endpoint, CHAT_PROMPT, max_tokens)
         got = requests.post(f"{endpoint.api}/v1/chat/completions", json=body,
                             headers=endpoint.headers(), timeout=300)
         if got.status_code != 200:
@@ -193,6 +200,41 @@ def check_chat(endpoint: Endpoint, max_tokens: int = 32) -> Check:
         return True, content[:200]
 
     return _timed("chat", probe)
+
+
+def check_auth(endpoint: Endpoint) -> Check:
+    """The key is enforced: the same request without it must get 401 (C3)."""
+
+    def probe() -> tuple[bool, str]:
+        if endpoint.checks.models_endpoint:
+            got = requests.get(f"{endpoint.api}/v1/models", timeout=10)
+        else:
+            got = requests.post(f"{endpoint.api}/v1/chat/completions", timeout=60,
+                                json=chat_body(endpoint, CHAT_PROMPT, 1))
+        if got.status_code != 401:
+            return False, (f"a request without the API key got HTTP {got.status_code}, not 401: "
+                           "the API is open to anyone")
+        return True, "401 without the key"
+
+    return _timed("api-key", probe)
+
+
+def check_key_hidden(endpoint: Endpoint) -> Check:
+    """/config-info (which dumps FD_API_KEY) is not readable from the network (C3)."""
+
+    def probe() -> tuple[bool, str]:
+        if endpoint.outside_metrics is None:
+            return True, "the metrics port is not reachable from here"
+        try:
+            got = requests.get(f"{endpoint.outside_metrics}/config-info", timeout=10)
+        except requests.ConnectionError:
+            return True, "the metrics port refuses connections from the network"
+        if endpoint.api_key and endpoint.api_key in got.text:
+            return False, (f"GET {endpoint.outside_metrics}/config-info returns the API key "
+                           "to the network")
+        return True, f"/config-info from the network: HTTP {got.status_code}, no key"
+
+    return _timed("key-hidden", probe)
 
 
 def check_metrics(endpoint: Endpoint) -> Check:
@@ -219,4 +261,12 @@ def verify(
     health = wait_healthy(endpoint, timeout, unit_state=unit_state, progress=progress)
     if not health.ok:
         return [health]
-    return [health, check_models(endpoint), check_chat(endpoint), check_metrics(endpoint)]
+    checks = [health]
+    if endpoint.checks.models_endpoint:  # 2.0/2.1 have no /v1/models (C2)
+        checks.append(check_models(endpoint))
+    if endpoint.checks.api_key:
+        checks.append(check_auth(endpoint))
+    checks += [check_chat(endpoint), check_metrics(endpoint)]
+    if endpoint.checks.metrics_local_only:
+        checks.append(check_key_hidden(endpoint))
+    return checks

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 
+from provision import pkgindex
 from provision.commands.targets import ConfigErrors, resolve_targets
 from provision.connection import Remote
 from provision.facts import gather_command, parse_facts
@@ -42,7 +43,22 @@ def describe_facts(name: str, address: str, facts: Facts) -> list[str]:
         f"  installed:  release {inst.current_release or '-'}, paddle "
         f"{inst.paddle_version or '-'}, fastdeploy {inst.fastdeploy_version or '-'}, "
         f"service {inst.service_active or '-'}/{inst.service_enabled or '-'}",
+        "  index:      " + ("skipped (the pinned version is installed)" if facts.index_skipped
+                            else "\n              ".join(index_lines(facts)) or "-"),
     ]
+
+
+def index_lines(facts: Facts) -> list[str]:
+    """Per project page the host fetched: the stable versions it lists, or why none."""
+    out = []
+    for url, page in facts.index_pages.items():
+        if not page.ok:
+            out.append(f"{url}: {page.error}")
+            continue
+        project = url.rstrip("/").rsplit("/", 1)[-1]
+        found = pkgindex.versions(page.wheels, project)
+        out.append(f"{url}: {', '.join(found) or 'no versions'}")
+    return out
 
 
 def run_facts(inventory: str | None, host: str, extra: tuple[str, ...], as_json: bool,

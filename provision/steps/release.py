@@ -1,7 +1,9 @@
 """Steps: build a release beside the serving one, then switch venv_dir to it (Kamal's shape).
 
 A release is <releases_dir>/<name>, a venv whose name says what it holds. It is built in
-<name>.partial, verified (Paddle sees the GPU, FastDeploy imports at the pinned version),
+<name>.partial: paddlepaddle-gpu and fastdeploy-gpu from the Paddle index only, without
+dependencies; then their declared dependencies from the general index (C1). It is
+verified (Paddle sees the GPU, FastDeploy's compiled ops import at the pinned version),
 marked complete, then renamed: a failed build leaves the old release serving untouched.
 Scripts run `<venv>/bin/python -m pip`, never the console scripts, because a venv renamed
 after creation keeps its old path in script shebangs (bin/python itself is a symlink).
@@ -29,57 +31,122 @@ PADDLE_CHECK = (
 FASTDEPLOY_CHECK = (
     "import sys, importlib.metadata as md\n"
     "import fastdeploy\n"
+    "import fastdeploy.model_executor.ops.gpu  # the compiled ops: wrong SM/Python fails here\n"
     "got = md.version('fastdeploy-gpu')\n"
     "if got != sys.argv[1]:\n"
     "    sys.exit('fastdeploy-gpu ' + got + ' installed, expected ' + sys.argv[1])\n"
-    "print('fastdeploy-gpu', got)\n"
+    "print('fastdeploy-gpu', got, 'with its compiled ops')\n"
 )
+GPU_PACKAGES = ("paddlepaddle-gpu", "fastdeploy-gpu")
+# The two GPU packages' own requirements, minus themselves and extras: what the general
+# index must provide. Read from the installed metadata, so nothing is guessed.
+DEPENDENCIES = (
+    "import importlib.metadata as md, re\n"
+    "skip = {'paddlepaddle-gpu', 'fastdeploy-gpu'}\n"
+    "seen = []\n"
+    "for dist in sorted(skip):\n"
+    "    for req in md.requires(dist) or []:\n"
+    "        name = re.match(r'[A-Za-z0-9._-]+', req).group(0)\n"
+    "        if re.sub(r'[-_.]+', '-', name).lower() in skip or 'extra' in req.partition(';')[2]:\n"
+    "            continue\n"
+    "        if req not in seen:\n"
+    "            seen.append(req)\n"
+    "print('\\n'.join(seen))\n"
+)
+CAUSE = "provision: cause:"
 
 
-def pip_args(package: str, index_url: str, extra_index_url: str | None) -> list[str]:
-    """pip install arguments: only the Paddle index as -i (never PyPI for fastdeploy-gpu)."""
-    args = ["install", "--disable-pip-version-check", "--no-input", package, "-i", index_url]
-    hosts = [index_url]
-    if extra_index_url:
-        args += ["--extra-index-url", extra_index_url]
-        hosts.append(extra_index_url)
-    for url in hosts:
+def _trusted(urls: list[str]) -> list[str]:
+    args = []
+    for url in urls:
         parts = urlsplit(url)
         if parts.scheme == "http" and parts.hostname:
             args += ["--trusted-host", parts.hostname]
     return args
 
 
-def _pip(python: str, log: str, args: list[str], hint: str) -> str:
-    """pip with its output kept; on "No matching distribution" a line naming the Python."""
+def pip_args(package: str, index_url: str) -> list[str]:
+    """A GPU package: from the Paddle index only (-i replaces every other index), no deps.
+
+    --no-deps: its dependencies come from the general index in a separate step, so no
+    index but the Paddle one is ever consulted for this name (dependency confusion, C1).
+    """
+    return ["install", "--disable-pip-version-check", "--no-input", "--no-deps", package,
+            "-i", index_url, *_trusted([index_url])]
+
+
+def dependency_args(install: Install, requirements: str, constraints: str) -> list[str]:
+    """The ordinary dependencies: the general index, plus the Paddle index for Paddle's own.
+
+    General index: pip_extra_index_url when set; otherwise no -i at all, so the host's pip
+    configuration (a site mirror in pip.conf / PIP_INDEX_URL) applies, else pypi.org.
+    The constraints pin both GPU packages to what is installed: even a higher version of
+    the same name on the general index cannot replace them.
+    """
+    general = [install.extra_index_url] if install.extra_index_url else []
+    args = ["install", "--disable-pip-version-check", "--no-input", "-r", requirements,
+            "-c", constraints]
+    if general:
+        args += ["-i", general[0]]
+    return args + ["--extra-index-url", install.paddle_index_url,
+                   *_trusted([*general, install.paddle_index_url])]
+
+
+def general_index(install: Install) -> str:
+    return (install.extra_index_url or "the host's pip configuration (pip.conf or "
+            "PIP_INDEX_URL), else pypi.org")
+
+
+def _pip(python: str, log: str, args: list[str], cause: str) -> str:
+    """pip with its output kept; on failure the output, then one line naming the cause."""
     return (
         shell.fmt("if ! %s -m pip ", python) + shell.cmd(*args)
-        + shell.fmt(" > %s 2>&1; then cat %s", log, log)
-        + shell.fmt("; if grep -q 'No matching distribution found' %s; then "
-                    "printf '%%s\\n' \"provision: this host has $(%s -V 2>&1);\" %s; fi",
-                    log, python, hint)
+        + shell.fmt(" > %s 2>&1; then cat %s; printf '%%s %%s\\n' %s %s", log, log, CAUSE, cause)
+        + shell.fmt("; missing=$(sed -n 's/.*No matching distribution found for //p' %s"
+                    " | head -n 1); if [ -n \"$missing\" ]; then printf '%%s %%s\\n' %s "
+                    "\"pip found no distribution for $missing there\"; fi", log, CAUSE)
         + shell.fmt("; exit 1; fi; cat %s", log)
     )
 
 
-def build_step(settings: Settings, install: Install, pythons: tuple[str, ...]) -> Step:
+def explain(output: str) -> str | None:
+    """The cause lines a failed build printed (see _pip), joined; None when there are none."""
+    causes = [line.split(CAUSE, 1)[1].strip() for line in output.splitlines() if CAUSE in line]
+    return "; ".join(dict.fromkeys(causes)) or None
+
+
+def build_step(settings: Settings, install: Install) -> Step:
     final = f"{settings.releases_dir}/{install.release}"
     partial = f"{final}.partial"
     python = f"{partial}/bin/python"
     log = f"{partial}/provision-pip.log"
-    hint = (f"FastDeploy {install.fastdeploy_version} wheels are published for Python "
-            f"{', '.join(pythons)} (provision/data/releases.yaml)")
+    requirements, constraints = f"{partial}/provision-deps.txt", f"{partial}/provision-pins.txt"
+    pins = (f"paddlepaddle-gpu=={install.paddle_version}\n"
+            f"fastdeploy-gpu=={install.fastdeploy_version}\n")
+    general = general_index(install)
     lines = [
         shell.cmd("rm", "-rf", partial),
         shell.cmd("mkdir", "-p", settings.releases_dir),
         shell.cmd(settings.python, "-m", "venv", partial),
         _pip(python, log, pip_args(f"paddlepaddle-gpu=={install.paddle_version}",
-                                   install.paddle_index_url, None), hint),
-        shell.cmd(python, "-c", PADDLE_CHECK),
+                                   install.paddle_index_url),
+             f"paddlepaddle-gpu=={install.paddle_version} could not be installed from the "
+             f"Paddle index {install.paddle_index_url} (the only index used for it)"),
         _pip(python, log, pip_args(f"fastdeploy-gpu=={install.fastdeploy_version}",
-                                   install.fastdeploy_index_url, install.extra_index_url), hint),
+                                   install.fastdeploy_index_url),
+             f"fastdeploy-gpu=={install.fastdeploy_version} could not be installed from the "
+             f"Paddle index {install.fastdeploy_index_url} (the only index used for it)"),
+        shell.cmd(python, "-c", DEPENDENCIES) + shell.fmt(" > %s", requirements),
+        shell.fmt("printf '%%s' %s > %s", pins, constraints),
+        shell.fmt("if [ -s %s ]; then ", requirements)
+        + _pip(python, log, dependency_args(install, requirements, constraints),
+               f"the dependencies of paddlepaddle-gpu/fastdeploy-gpu did not install from the "
+               f"general index ({general}) with {install.paddle_index_url} for Paddle's own; "
+               "set pip_extra_index_url to an index that carries them (a PyPI mirror)")
+        + "; fi",
+        shell.cmd(python, "-c", PADDLE_CHECK),
         shell.cmd(python, "-c", FASTDEPLOY_CHECK, install.fastdeploy_version),
-        shell.cmd("rm", "-f", log),
+        shell.cmd("rm", "-f", log, requirements, constraints),
         shell.cmd("touch", f"{partial}/{MARKER}"),
         shell.cmd("rm", "-rf", final),
         shell.cmd("mv", "-T", partial, final),
@@ -88,7 +155,8 @@ def build_step(settings: Settings, install: Install, pythons: tuple[str, ...]) -
         name="release",
         reason=(f"build {install.release}: paddlepaddle-gpu {install.paddle_version} from "
                 f"{install.paddle_index_url}, fastdeploy-gpu {install.fastdeploy_version} from "
-                f"{install.fastdeploy_index_url}"),
+                f"{install.fastdeploy_index_url} (both without dependencies); their "
+                f"dependencies from {general}"),
         script=shell.script(lines),
         timeout_s=3600,
     )
@@ -135,12 +203,11 @@ def switch_step(facts: Facts, settings: Settings, install: Install) -> Step:
                 notifies_restart=True, timeout_s=300)
 
 
-def release_steps(facts: Facts, settings: Settings, install: Install,
-                  pythons: tuple[str, ...]) -> list[Step]:
+def release_steps(facts: Facts, settings: Settings, install: Install) -> list[Step]:
     """Build when the release is not complete on the host; switch when the link is not right."""
     steps = []
     if install.release not in facts.installed.releases:
-        steps.append(build_step(settings, install, pythons))
+        steps.append(build_step(settings, install))
     linked = (facts.installed.venv_kind == "link"
               and facts.installed.current_release == install.release)
     if not linked:

@@ -21,7 +21,7 @@ from provision.steps.hosts import text_diff
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 ENV_MODE = 0o600
-TIMEOUT_STOP_S = 90  # above FastDeploy's graceful-shutdown default (30 s), reference §7
+TIMEOUT_STOP_S = 90  # graceful shutdown defaults to 0 (no timeout, C10): systemd's bound
 RESTART_S = 15
 NOFILE = 65536
 MASK = "********"
@@ -73,27 +73,55 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def unit_environment(settings: Settings) -> list[str]:
+def model_cache_env(settings: Settings, flat_cache: bool = False) -> str:
+    """FD_MODEL_CACHE: on releases that download into it directly (2.0.x, C8) it is the
+    model's own <cache>/PaddlePaddle/<name>, where newer releases put it, so two models never
+    share a directory and the facts trip finds the weights in the same place."""
+    if not flat_cache or settings.model_dir:
+        return settings.model_cache_dir
+    return f"{settings.model_cache_dir}/PaddlePaddle/{settings.model.rsplit('/', 1)[-1]}"
+
+
+# Binds the metrics port to the host's loopback, then runs the server as `-m` would.
+# Upstream's metrics server binds 0.0.0.0 whatever --host says, and its /config-info dumps
+# FD_API_KEY (api_server.py@a2bd99e, C3): with a key, that port must not face the network.
+LOCAL_METRICS_LAUNCHER = (
+    "import runpy,socket,sys;P=int(sys.argv.pop(1));B=socket.socket.bind;"
+    "L={socket.AF_INET:'127.0.0.1',socket.AF_INET6:'::1'};"
+    "socket.socket.bind=lambda s,a:B(s,(L[s.family],*a[1:]) if type(a) is tuple and len(a)>1 "
+    "and a[1]==P and a[0] in ('','0.0.0.0','::') and s.family in L else a);"
+    "sys.argv[0]='fastdeploy.entrypoints.openai.api_server';"
+    "runpy.run_module(sys.argv[0],run_name='__main__',alter_sys=True)"
+)
+
+
+def unit_environment(settings: Settings, flat_cache: bool = False) -> list[str]:
     """Environment= assignments: HOME and FD_MODEL_CACHE explicit (reference §6 #19)."""
-    items = [f"HOME={settings.data_dir}", f"FD_MODEL_CACHE={settings.model_cache_dir}",
+    items = [f"HOME={settings.data_dir}",
+             f"FD_MODEL_CACHE={model_cache_env(settings, flat_cache)}",
              f"FD_LOG_DIR={settings.log_dir}", "ENABLE_V1_KVCACHE_SCHEDULER=1"]
     if settings.cuda_visible_devices:
         items.append(f"CUDA_VISIBLE_DEVICES={settings.cuda_visible_devices}")
     return items
 
 
-def exec_argv(settings: Settings, server_argv: tuple[str, ...]) -> tuple[str, ...]:
-    return (f"{settings.venv_dir}/bin/python", "-m",
-            "fastdeploy.entrypoints.openai.api_server", *server_argv)
+def exec_argv(settings: Settings, server_argv: tuple[str, ...],
+              local_metrics: bool = False) -> tuple[str, ...]:
+    python = f"{settings.venv_dir}/bin/python"
+    if local_metrics:
+        return (python, "-c", LOCAL_METRICS_LAUNCHER, str(settings.metrics_port), *server_argv)
+    return (python, "-m", "fastdeploy.entrypoints.openai.api_server", *server_argv)
 
 
-def render_unit(settings: Settings, server_argv: tuple[str, ...]) -> str:
+def render_unit(settings: Settings, server_argv: tuple[str, ...], local_metrics: bool = False,
+                flat_cache: bool = False) -> str:
     """The unit file text (pure), from templates/fastdeploy.service.j2."""
+    argv = exec_argv(settings, server_argv, local_metrics)
     return _env().get_template("fastdeploy.service.j2").render(
         service_name=settings.service_name, served_model=settings.model,
-        data_dir=settings.data_dir, environment=unit_environment(settings),
+        data_dir=settings.data_dir, environment=unit_environment(settings, flat_cache),
         env_file=settings.env_file,
-        exec_start=" ".join(systemd_quote(w) for w in exec_argv(settings, server_argv)),
+        exec_start=" ".join(systemd_quote(w) for w in argv),
         timeout_stop_s=TIMEOUT_STOP_S, restart_s=RESTART_S, nofile=NOFILE)
 
 
@@ -127,13 +155,15 @@ def env_step(facts: Facts, settings: Settings) -> Step | None:
                 notifies_restart=True, timeout_s=60)
 
 
-def unit_step(facts: Facts, settings: Settings, server_argv: tuple[str, ...]) -> Step | None:
+def unit_step(facts: Facts, settings: Settings, server_argv: tuple[str, ...],
+              local_metrics: bool = False, flat_cache: bool = False) -> Step | None:
     """Directories + unit file + daemon-reload, only when the unit's digest differs."""
-    text = render_unit(settings, server_argv)
+    text = render_unit(settings, server_argv, local_metrics, flat_cache)
     if facts.installed.unit_sha256 == sha256(text):
         return None
     path = unit_path(settings)
-    dirs = (settings.data_dir, settings.log_dir, settings.model_cache_dir)
+    dirs = tuple(dict.fromkeys((settings.data_dir, settings.log_dir, settings.model_cache_dir,
+                                model_cache_env(settings, flat_cache))))
     return Step(
         name="unit",
         reason=(f"create {path}" if facts.installed.unit_text is None
@@ -155,7 +185,9 @@ def enable_step(facts: Facts, settings: Settings) -> Step | None:
                 timeout_s=120)
 
 
-def service_steps(facts: Facts, settings: Settings, server_argv: tuple[str, ...]) -> list[Step]:
-    steps = [env_step(facts, settings), unit_step(facts, settings, server_argv),
+def service_steps(facts: Facts, settings: Settings, server_argv: tuple[str, ...],
+                  local_metrics: bool = False, flat_cache: bool = False) -> list[Step]:
+    steps = [env_step(facts, settings),
+             unit_step(facts, settings, server_argv, local_metrics, flat_cache),
              enable_step(facts, settings)]
     return [s for s in steps if s is not None]

@@ -87,53 +87,53 @@ class Poller:
 def test_rolling_reinstall_keeps_three_of_four_serving(fleet, inventory, home) -> None:
     limit = _limit(fleet)
     first = provision(home, "up", "-i", inventory, "--limit", limit,
-                      "-e", "fastdeploy_version=2.4.0")
+                      "-e", "fastdeploy_version=2.3")  # its newest patch: 2.3.4
     assert first.returncode == 0, first.stdout + first.stderr
     assert all(_healthy(h.address) for h in fleet)
 
     with Poller(fleet) as poller:
         done = provision(home, "rollout", "-i", inventory, "--limit", limit, "--serial", "1",
-                         "--to", "2.5.0", "--json")
+                         "--to", "2.4.0", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     rows = json.loads(done.stdout)["hosts"]
     assert [r["result"] for r in rows] == ["ok"] * 4
-    assert all(r["new"].startswith("fastdeploy-2.5.0") and r["old"].startswith(
-        "fastdeploy-2.4.0") for r in rows)
+    assert all(r["new"].startswith("fastdeploy-2.4.0") and r["old"].startswith(
+        "fastdeploy-2.3.4") for r in rows)
     assert all(r["out_of_service_s"] is not None for r in rows)
     assert len(poller.counts) > 20 and min(poller.counts) >= 3, poller.counts
     assert min(poller.counts) < 4 or max(r["out_of_service_s"] for r in rows) < 0.2
 
     code, status = _status(home, inventory, limit)
     assert code == 0
-    assert {r["fastdeploy"] for r in status.values()} == {"2.5.0"}
+    assert {r["fastdeploy"] for r in status.values()} == {"2.4.0"}
     assert all(r["health"] == "200" and r["chat_latency_s"] is not None
                for r in status.values())
 
 
 def test_rollout_to_a_broken_version_rolls_back_and_stops(lab, fleet, inventory, home) -> None:
     limit = _limit(fleet)
-    ready = provision(home, "up", "-i", inventory, "--limit", limit)  # all on 2.5.0
+    ready = provision(home, "up", "-i", inventory, "--limit", limit)  # all on 2.4 (inventory)
     assert ready.returncode == 0, ready.stdout + ready.stderr
     units = {h.name: h.read_file("/etc/systemd/system/fastdeploy.service") for h in fleet}
-    lab.break_version("2.4.0")
+    lab.break_version("2.3.4")
     try:
-        done = provision(home, "rollout", "-i", inventory, "--limit", limit, "--to", "2.4.0",
+        done = provision(home, "rollout", "-i", inventory, "--limit", limit, "--to", "2.3.4",
                          "--max-fail", "0", "--json")
     finally:
         lab.mend()
     assert done.returncode == 1, done.stdout + done.stderr
     rows = json.loads(done.stdout)["hosts"]
     assert rows[0]["result"] == "rolled back", rows[0]
-    assert "rolled back to fastdeploy-2.5.0" in rows[0]["error"]
+    assert "rolled back to fastdeploy-2.4.0" in rows[0]["error"]
     assert "workerlog.0" in rows[0]["error"]
     assert [r["result"] for r in rows[1:]] == ["skipped"] * 3
 
     code, status = _status(home, inventory, limit)
     assert code == 0, status
-    assert status[fleet[0].name]["fastdeploy"] == "2.5.0"
+    assert status[fleet[0].name]["fastdeploy"] == "2.4.0"
     assert status[fleet[0].name]["health"] == "200"
     for host in fleet[1:]:  # never touched
-        assert status[host.name]["release"].startswith("fastdeploy-2.5.0")
+        assert status[host.name]["release"].startswith("fastdeploy-2.4.0")
         assert host.read_file("/etc/systemd/system/fastdeploy.service") == units[host.name]
 
 
@@ -170,7 +170,7 @@ def test_smoke_passes_on_a_good_host_and_reports_a_broken_one(lab, fleet, invent
     assert root.get("failures") == "0" and all(c.find("failure") is None for c in cases)
 
     broken = lab.add_host("a100")
-    lab.break_version("2.5.0", [broken.name])
+    lab.break_version("2.4.0", [broken.name])  # the lab inventory's line 2.4
     bad_xml = tmp_path / "bad.xml"
     done = provision(home, "smoke", "-i", str(lab.inventory()), "--host", broken.name,
                      "--junit", str(bad_xml))

@@ -144,7 +144,7 @@ def test_unit_file_passes_systemd_analyze_verify(hosts, inventory, home) -> None
     assert "KillMode=control-group" in unit and "Restart=always" in unit
 
 
-def test_release_24_picks_the_sm_split_index_then_25_the_per_cuda_one(
+def test_release_24_picks_the_sm_split_index_and_25_is_refused_on_python_311(
         hosts, inventory, home) -> None:
     l40s, h100 = hosts["l40s"], hosts["h100"]
     limit = f"{l40s.name}:{h100.name}"
@@ -159,15 +159,15 @@ def test_release_24_picks_the_sm_split_index_then_25_the_per_cuda_one(
     assert h100_build["index"] == "fastdeploy-gpu-80_90" and sorted(h100_build["sms"]) == [80, 90]
     assert _chat(l40s.address) and _chat(h100.address)
 
+    # 2.5.0's wheels are cp310-only (C9): the lab's Python 3.11 hosts are refused before
+    # any change, naming the tag, and 2.4.0 keeps serving.
     code, new, err = up_json(home, inventory, "--limit", limit, "-e", "fastdeploy_version=2.5.0")
-    assert code == 0, err
+    assert code == 4, err
+    text = json.dumps(new)
+    assert "cp310-cp310-manylinux_2_28_x86_64" in text and "3.11" in text
     for host in (l40s, h100):
-        build = _installed_build(host)
-        assert build["version"] == "2.5.0"
-        assert sorted(build["sms"]) == [80, 86, 89, 90]  # one per-CUDA wheel for every SM
+        assert _installed_build(host)["version"] == "2.4.0"
         assert _chat(host.address)
-    assert _installed_build(h100)["index"] == "cu129"  # its driver allows CUDA 12.9
-    assert _installed_build(l40s)["index"] == "cu126"  # 550.127 is below cu129's minimum
 
 
 @pytest.mark.parametrize("role, key", [

@@ -13,9 +13,14 @@ import os
 import tempfile
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 
+import yaml
+
+from provision import matrix
 from provision.facts import QUERY_FIELDS, QUERY_FIELDS_NO_CAP, parse_nvidia
-from provision.model import Facts, Installed, Plan, Settings
+from provision.model import Facts, IndexPage, Installed, Plan, Settings
+from provision.pkgindex import page_url, parse_page
 from provision.steps.hosts import render_hosts
 from provision.steps.service import render_env, render_unit, sha256
 from provision_lab import profiles as lab
@@ -74,15 +79,47 @@ LAB_BASE = dict(
 )
 
 
-def facts_from_profile(profile: str, **overrides) -> Facts:
-    """A fresh lab host (Debian 12, Python 3.11, no /etc/hosts) with this GPU profile."""
-    return Facts(**{**LAB_BASE, **dict(_gpu_part(profile)), **overrides})
+LISTING = Path(__file__).resolve().parent.parent / "fixtures" / "index" / "paddle-stable.yaml"
+
+
+def _page(project: str, versions: list, tags: list) -> str:
+    module = project.replace("-", "_")
+    return "\n".join(f'<a href="../../{module}-{v}-{t}.whl#sha256=00">{module}-{v}-{t}.whl</a>'
+                     for v in versions for t in tags)
+
+
+@cache
+def recorded_index(base: str = Settings().package_index_url) -> dict:
+    """url -> IndexPage for the recorded upstream listing (tests/fixtures/index)."""
+    doc = yaml.safe_load(LISTING.read_text())
+    pages = {}
+    for key, project in (("fastdeploy_sm_split", "fastdeploy-gpu"),
+                         ("fastdeploy_per_cuda", "fastdeploy-gpu"),
+                         ("paddle", "paddlepaddle-gpu")):
+        entry = doc[key]
+        tags = entry.get("tags") or [entry["tag"]]
+        for index in entry["indexes"]:
+            url = page_url(base, index, project)
+            old = pages.get(url, IndexPage(True)).wheels
+            pages[url] = IndexPage(True, "", old + parse_page(
+                _page(project, [str(v) for v in entry["versions"]], tags)))
+    return pages
+
+
+def facts_from_profile(profile: str, base: str = Settings().package_index_url,
+                       **overrides) -> Facts:
+    """A fresh lab host (Debian 12, Python 3.11, no /etc/hosts) with this GPU profile; its
+    facts trip read the recorded upstream index listing under `base`."""
+    return Facts(**{**LAB_BASE, **dict(_gpu_part(profile)), "index_pages": recorded_index(base),
+                    **overrides})
 
 
 def converged(facts: Facts, settings: Settings, plan: Plan) -> Facts:
     """The facts the next trip would see after `plan` was applied and the server started."""
     assert plan.install is not None
     name = plan.install.release
+    flat = matrix.release(settings.fastdeploy_version).model_cache == "flat"
+    unit = render_unit(settings, plan.server_argv, plan.checks.metrics_local_only, flat)
     return dataclasses.replace(
         facts,
         has_venv=True, has_pip=True,
@@ -91,9 +128,9 @@ def converged(facts: Facts, settings: Settings, plan: Plan) -> Facts:
             current_release=name, releases=(*facts.installed.releases, name),
             paddle_version=plan.install.paddle_version,
             fastdeploy_version=plan.install.fastdeploy_version,
-            unit_text=render_unit(settings, plan.server_argv),
-            unit_sha256=sha256(render_unit(settings, plan.server_argv)),
+            unit_text=unit, unit_sha256=sha256(unit),
             env_sha256=sha256(render_env(settings)), env_mode=0o600,
             service_active="active", service_enabled="enabled", service_restarts=0,
             venv_kind="link"),
+        index_skipped=matrix.is_exact(settings.fastdeploy_version),
     )

@@ -18,6 +18,7 @@ from provision import apply, shell
 from provision.apply import Options, converge_host
 from provision.model import Facts, HostSpec, Plan, Problem, Settings, Step
 from provision.report import Reporter
+from provision.steps.release import CAUSE
 from tests.unit.sshd_server import Sshd
 from tests.unit.test_verify import Behaviour, Server
 
@@ -95,13 +96,17 @@ def test_steps_run_in_order_and_stop_at_the_first_failure(world) -> None:
     assert result.exec_requests == 3
 
 
-def test_pip_no_matching_distribution_names_the_python(world) -> None:
+def test_pip_failure_names_its_cause_not_the_python(world) -> None:
+    """C1: a dependency missing from the general index is named as such; the host's Python
+    (checked against the index's wheel tags before any change) is not blamed."""
     spec, settings, state, tmp = world
     state["plan"] = replace(state["plan"], steps=(_step(
-        "fastdeploy", "echo 'ERROR: No matching distribution found for fastdeploy-gpu==2.5.0'",
-        "exit 1"),))
+        "release", "echo 'ERROR: No matching distribution found for paddleformers'",
+        f"echo '{CAUSE} the dependencies did not install from the general index'",
+        f"echo '{CAUSE} pip found no distribution for paddleformers there'", "exit 1"),))
     result, _ = _run(world)
-    assert "Python 3.11.2" in result.error and "Python 3.10" in result.error
+    assert "general index" in result.error and "paddleformers" in result.error
+    assert "Python" not in result.error
 
 
 def test_preflight_errors_change_nothing(world) -> None:

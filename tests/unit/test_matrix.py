@@ -13,7 +13,8 @@ from provision.model import Gpu, ProvisionError
     ("2.5.0", "575.51.03", None, "cu129"),      # exactly the minimum
     ("2.5.0", "570.133.20", None, "cu126"),
     ("2.5.0", "550.54.14", None, "cu126"),
-    ("2.5.0", "550.54.13", None, None),
+    ("2.5.0", "535.104.05", None, "cu126"),     # R535: CUDA 12.x by minor-version compat (C4)
+    ("2.5.0", "530.30.02", None, None),
     ("2.5.0", "590.48.01", "12.6", "cu126"),   # forced by version...
     ("2.5.0", "590.48.01", "cu126", "cu126"),  # ...or by index name
     ("2.5.0", "555.42.02", "12.9", None),       # forced, driver too old
@@ -45,15 +46,15 @@ def test_fastdeploy_index(version: str, sm: int, cuda: str, want: str | None) ->
 
 def test_release_names_say_what_they_hold() -> None:
     builds = matrix.cuda_builds()
-    assert matrix.release_name(matrix.release("2.5.0"), builds["cu129"], "cu129") == (
+    assert matrix.release_name("2.5.0", matrix.release("2.5"), builds["cu129"], "cu129") == (
         "fastdeploy-2.5.0_paddle-3.3.1_cu129")
-    assert matrix.release_name(matrix.release("2.4.0"), builds["cu126"],
+    assert matrix.release_name("2.4.0", matrix.release("2.4.0"), builds["cu126"],
                                "fastdeploy-gpu-86_89") == (
         "fastdeploy-2.4.0_paddle-3.3.0_cu126_sm86_89")
 
 
 def test_unknown_release_lists_the_known_ones() -> None:
-    with pytest.raises(ProvisionError, match="2.9.9.*2.0.0, 2.1.0"):
+    with pytest.raises(ProvisionError, match="2.9.9.*2.9 is not.*2.0, 2.1"):
         matrix.release("2.9.9")
 
 

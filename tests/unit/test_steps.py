@@ -181,12 +181,12 @@ def test_env_file(tmp_path: Path) -> None:
 
 
 def test_pip_args_use_only_the_paddle_index() -> None:
-    args = pip_args("fastdeploy-gpu==2.5.0", "https://idx.example/cu126/", None)
-    assert args == ["install", "--disable-pip-version-check", "--no-input",
+    """C1: a GPU package comes from the Paddle index alone (-i), without dependencies."""
+    args = pip_args("fastdeploy-gpu==2.5.0", "https://idx.example/cu126/")
+    assert args == ["install", "--disable-pip-version-check", "--no-input", "--no-deps",
                     "fastdeploy-gpu==2.5.0", "-i", "https://idx.example/cu126/"]
-    http = pip_args("x==1", "http://10.9.0.1:8000/cu126/", "http://10.9.0.1:8001/pypi/")
-    assert http[-6:] == ["--extra-index-url", "http://10.9.0.1:8001/pypi/", "--trusted-host",
-                         "10.9.0.1", "--trusted-host", "10.9.0.1"]
+    http = pip_args("x==1", "http://10.9.0.1:8000/cu126/")
+    assert http[-2:] == ["--trusted-host", "10.9.0.1"] and "--extra-index-url" not in http
 
 
 @pytest.mark.parametrize("releases, current, new, keep, want", [

@@ -37,6 +37,7 @@ class Behaviour:
     metrics: str = "# TYPE fastdeploy:num_requests_running gauge\n" \
                    "fastdeploy:num_requests_running 0.0\n"
     api_key: str | None = None
+    config_info: str = '{"env_config": {}}'  # what GET /config-info dumps (upstream: FD env)
     seen: list[tuple[str, str, dict]] = field(default_factory=list)
 
 
@@ -66,6 +67,8 @@ def _handler(b: Behaviour) -> type[http.server.BaseHTTPRequestHandler]:
                 self._send(200, {"object": "list", "data": [{"id": m} for m in b.models]})
             elif self.path == "/metrics":
                 self._send(200, b.metrics, "text/plain")
+            elif self.path == "/config-info":
+                self._send(200, b.config_info)
             elif not self.path.startswith("/v1"):
                 self._send(404, b"")
 
@@ -238,3 +241,54 @@ def test_unit_state_parsing_and_scripts_quote_values() -> None:
     diag = diagnostics_script(settings)
     assert "journalctl -u 'fd x' -n 30 --no-pager" in diag
     assert "'/var/log/fd dir/workerlog.0'" in diag
+
+
+def test_release_checks_pick_the_endpoints_and_the_401_proof(serve) -> None:
+    """C2/C3: no /v1/models check where the release lacks it; with an enforced key, a
+    request without it must get 401, and an open API fails verify."""
+    import dataclasses
+
+    from provision.model import ServerChecks
+    from provision.verify import check_auth
+
+    keyed = serve(Behaviour(api_key="s3cret-key"))
+    endpoint = dataclasses.replace(keyed.endpoint(api_key="s3cret-key"),
+                                   checks=ServerChecks(api_key=True))
+    names = [c.name for c in verify(endpoint, 10)]
+    assert names == ["health", "models", "api-key", "chat", "metrics"]
+    assert all(c.ok for c in verify(endpoint, 10))
+    open_api = serve(Behaviour())
+    check = check_auth(dataclasses.replace(open_api.endpoint(api_key="s3cret-key"),
+                                           checks=ServerChecks(api_key=True)))
+    assert not check.ok and "open to anyone" in check.detail
+    old = dataclasses.replace(open_api.endpoint(), checks=ServerChecks(models_endpoint=False))
+    assert [c.name for c in verify(old, 10)] == ["health", "chat", "metrics"]
+
+
+def test_thinking_switch_and_tokens_are_sent(serve) -> None:
+    import dataclasses
+
+    from provision.model import ServerChecks
+
+    server = serve()
+    endpoint = dataclasses.replace(server.endpoint(), checks=ServerChecks(
+        chat_template_kwargs=None, max_tokens=2048))
+    assert check_chat(endpoint).ok
+    body = server.behaviour.seen[-1][2]
+    assert "chat_template_kwargs" not in body and body["max_tokens"] == 2048
+
+
+def test_key_hidden_fails_when_config_info_leaks_the_key(serve) -> None:
+    import dataclasses
+
+    from provision.verify import check_key_hidden
+
+    server = serve(Behaviour(config_info='{"env_config": {"FD_API_KEY": "s3cret-key"}}'))
+    url = f"http://127.0.0.1:{server.port}"
+    leak = dataclasses.replace(server.endpoint(api_key="s3cret-key"), outside_metrics=url)
+    got = check_key_hidden(leak)
+    assert not got.ok and "s3cret-key" not in got.detail
+    server.behaviour.config_info = '{"env_config": {}}'
+    assert check_key_hidden(leak).ok
+    closed = dataclasses.replace(leak, outside_metrics=f"http://127.0.0.1:{_closed_port()}")
+    assert check_key_hidden(closed).ok
