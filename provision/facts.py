@@ -8,6 +8,7 @@ parsers are tested on real nvidia-smi outputs kept as fixtures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from functools import lru_cache
@@ -17,7 +18,16 @@ from pathlib import Path
 import yaml
 
 from provision import shell
-from provision.model import Facts, Gpu, Installed, Listener, ProvisionError, Settings
+from provision.model import (
+    Facts,
+    Gpu,
+    Installed,
+    Listener,
+    ProvisionError,
+    Settings,
+    WebInstalled,
+)
+from provision.webui import fact_args as web_fact_args
 
 BEGIN = "===PROVISION-FACTS-BEGIN==="
 END = "===PROVISION-FACTS-END==="
@@ -66,7 +76,9 @@ def gather_command(settings: Settings) -> str:
         "query": QUERY_FIELDS,
         "query_no_cap": QUERY_FIELDS_NO_CAP,
         "ports": [settings.api_port, settings.metrics_port,
-                  settings.engine_worker_queue_port, settings.cache_queue_port],
+                  settings.engine_worker_queue_port, settings.cache_queue_port,
+                  settings.web_port],
+        "web": web_fact_args(settings),
     }
     missing = json.dumps({"python3": False, "interpreter": settings.python})
     run = shell.cmd(settings.python, "-c", _SCRIPT.read_text(), json.dumps(args))
@@ -198,6 +210,11 @@ def _installed(raw: dict) -> Installed:
     )
 
 
+def _web(raw: dict | None) -> WebInstalled:
+    raw = raw or {}
+    return WebInstalled(**{f.name: raw.get(f.name) for f in dataclasses.fields(WebInstalled)})
+
+
 def _without_python(data: dict) -> Facts:
     return Facts(hostname="", kernel="", arch="", os_id="", os_version_id="", os_id_like="",
                  os_pretty="", etc_hosts=None, cloud_hosts_template=None, python_version=None,
@@ -231,7 +248,8 @@ def facts_from_json(data: dict) -> Facts:
         systemd_state=data.get("systemd_state") or "unknown",
         listeners=tuple(Listener(x["port"], x.get("pid"), x.get("command"), x.get("unit"))
                         for x in data.get("listeners") or ()),
-        installed=_installed(data.get("installed") or {}),
+        installed=dataclasses.replace(_installed(data.get("installed") or {}),
+                                      web=_web(data.get("web"))),
         model_present=bool(data.get("model_present")),
         **parse_nvidia(data.get("nvidia_smi")),
     )
