@@ -43,7 +43,9 @@ from provision.verify import (
     verify,
 )
 from provision.webui.check import WebRoute, verify_web
+from provision.webui.check import parse_state as parse_web_state
 from provision.webui.steps import restart_script as web_restart_script
+from provision.webui.steps import state_script as web_state_script
 
 FACTS_TIMEOUT = 120.0
 RESTART_TIMEOUT = 180.0
@@ -220,8 +222,12 @@ class HostRun:
                 raise ProvisionError(f"{self.spec.name}: restarting the chat page failed "
                                      f"(exit {got.rc}): {got.tail(10)}")
             self.result.status = "changed"
+        def unit() -> tuple:
+            got = self.remote.run(web_state_script(self.settings), self.deadline.cap(30))
+            return parse_web_state(got.stdout)
+
         with WebRoute(self.remote, self.settings) as route:
-            checks = verify_web(route.url, self.settings, self.deadline.cap(240))
+            checks = verify_web(route.url, self.settings, self.deadline.cap(240), unit)
         for check in checks:
             self._record(f"verify {check.name}", "ok" if check.ok else "failed", check.seconds,
                          check.detail if not check.ok else "")

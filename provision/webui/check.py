@@ -14,7 +14,7 @@ import requests
 
 from provision.connection import Remote, Tunnel
 from provision.model import Settings
-from provision.verify import CHAT_PROMPT, Check
+from provision.verify import CHAT_PROMPT, Check, UnitState, parse_unit_state
 
 LOGIN_USER = "provision"  # the page accepts any user name; this one shows in its logs
 PAGE_TIMEOUT = 240.0  # Gradio imports for many seconds on a small host
@@ -44,10 +44,15 @@ class WebRoute:
 
 
 def wait_page(url: str, timeout: float = PAGE_TIMEOUT,
-              sleep: Callable[[float], None] = time.sleep) -> Check:
-    """GET / until 200 (the page, or its login form), with a deadline."""
+              unit: Callable[[], tuple[UnitState, str]] | None = None,
+              unit_every: float = 15.0, sleep: Callable[[float], None] = time.sleep) -> Check:
+    """GET / until 200 (the page, or its login form), with a deadline.
+
+    Every `unit_every` seconds the unit is asked (one exec): a page whose unit fails or
+    restarts will not come up by waiting, so the check ends there with its journal.
+    """
     start = time.monotonic()
-    last = "no answer yet"
+    last, next_unit, baseline = "no answer yet", start + unit_every, None
     while True:
         try:
             got = requests.get(f"{url}/", timeout=10)
@@ -56,8 +61,16 @@ def wait_page(url: str, timeout: float = PAGE_TIMEOUT,
             last = f"HTTP {got.status_code}"
         except requests.RequestException as exc:
             last = type(exc).__name__
-        if time.monotonic() - start >= timeout:
-            return Check("web page", False, time.monotonic() - start,
+        now = time.monotonic()
+        if unit is not None and now >= next_unit:
+            state, journal = unit()
+            baseline = state.restarts if baseline is None else baseline
+            if state.broken or state.restarts > baseline:
+                return Check("web page", False, now - start,
+                             f"the chat page's unit is {state}; last: {last}\n{journal}")
+            next_unit = now + unit_every
+        if now - start >= timeout:
+            return Check("web page", False, now - start,
                          f"the chat page did not answer within {timeout:.0f}s: {last}")
         sleep(1.0)
 
@@ -105,8 +118,16 @@ def check_web_chat(url: str, password: str | None) -> Check:
     return Check("web chat", True, time.monotonic() - start, answer[:200])
 
 
-def verify_web(url: str, settings: Settings, timeout: float = PAGE_TIMEOUT) -> list[Check]:
-    page = wait_page(url, timeout)
+def verify_web(url: str, settings: Settings, timeout: float = PAGE_TIMEOUT,
+               unit: Callable[[], tuple[UnitState, str]] | None = None) -> list[Check]:
+    page = wait_page(url, timeout, unit)
     if not page.ok:
         return [page]
     return [page, check_web_chat(url, settings.web_password)]
+
+
+def parse_state(stdout: str) -> tuple[UnitState, str]:
+    """state_script's output: the unit's state and its journal lines."""
+    journal = [line[len("journal: "):] for line in stdout.splitlines()
+               if line.startswith("journal: ")]
+    return parse_unit_state(stdout), "\n".join(journal)

@@ -134,6 +134,9 @@ def _files_step(facts: Facts, settings: Settings, paths: WebPaths) -> Step | Non
         why.append(f"{paths.config} {'differs' if web.config_sha256 else 'is missing'}")
     if not writes:
         return None
+    # Readable by the page's dynamic user: write_file's umask 077 would make new dirs 0700.
+    writes.insert(0, shell.cmd("install", "-d", "-m", "0755", paths.home,
+                               paths.config.rsplit("/", 1)[0]))
     diff = text_diff(paths.config, None, config) if web.config_sha256 != sha256(config) else None
     return Step("web-files", "; ".join(why), shell.script(writes), diff=diff,
                 notifies_web=True, timeout_s=60)
@@ -200,3 +203,14 @@ def web_restart(facts: Facts, settings: Settings, steps: list[Step]) -> bool:
 
 def restart_script(settings: Settings) -> str:
     return shell.script([shell.cmd("systemctl", "restart", web_paths(settings).unit)])
+
+
+def state_script(settings: Settings) -> str:
+    """The page unit's state and its last journal lines, in one exec (a failing page)."""
+    unit = web_paths(settings).unit
+    return "\n".join([
+        shell.cmd("systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p",
+                  "NRestarts", "-p", "Result", unit),
+        shell.fmt("journalctl -u %s -n 12 --no-pager -o cat 2>&1 | sed 's/^/journal: /'",
+                  unit),
+    ])

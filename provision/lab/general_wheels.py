@@ -1,0 +1,115 @@
+"""Real wheels from PyPI for the lab's general index ("site mirror"): Gradio and its deps.
+
+Lab hosts have no internet, but the chat page must install the real Gradio. So the lab
+downloads the wheels it needs on this machine (`pip download`, for the hosts' Python 3.11
+on x86_64 Linux) into CACHE_DIR/general-wheels, which the general index serves beside its
+stand-ins. The list is the lab's own (a site mirror carries what its users need), never
+read from the tool's data.
+
+Until the lab's general index (port 8701) exists in a checkout, `serve` publishes the same
+directory as a PEP 503 index on that port by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+
+from provision.lab import paths
+from provision.lab.index import normalize, serve_index
+
+# Source: https://pypi.org/project/gradio/5.50.0/ (the page's pinned release).
+REQUIREMENTS = ("gradio==5.50.0",)
+WHEELS = paths.CACHE_DIR / "general-wheels"
+GENERAL_PORT = 8701
+PYPI = "https://pypi.org/simple"
+HOST_PYTHON = "3.11"  # Debian 12, the lab's root filesystem
+HOST_PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{m}_x86_64"
+                                              for m in (17, 24, 27, 28, 31, 34, 35, 36)))
+_STAMP = ".provision-lab-requirements"
+
+
+def download_argv(dest: Path, requirements: tuple[str, ...]) -> list[str]:
+    """pip download for the hosts' interpreter and platform, binary wheels only."""
+    tag = HOST_PYTHON.replace(".", "")
+    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
+            "--only-binary=:all:", "--python-version", HOST_PYTHON, "--implementation", "cp",
+            "--abi", f"cp{tag}", "--index-url", PYPI, "--dest", str(dest)]
+    for platform in HOST_PLATFORMS:
+        argv += ["--platform", platform]
+    return [*argv, *requirements]
+
+
+def mirror(dest: Path = WHEELS, requirements: tuple[str, ...] = REQUIREMENTS,
+           run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Path:
+    """Download the wheels once; a stamp naming the requirements makes reruns free."""
+    stamp = dest / _STAMP
+    wanted = "\n".join(requirements) + "\n"
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    done = run(download_argv(dest, requirements), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"pip download {' '.join(requirements)} failed (exit "
+                         f"{done.returncode}); this machine needs PyPI for it:\n"
+                         f"{done.stderr[-2000:]}")
+    stamp.write_text(wanted)
+    return dest
+
+
+def project_of(wheel: str) -> str:
+    """The normalized project name of a wheel file name (PEP 427)."""
+    return normalize(wheel.split("-", 1)[0])
+
+
+def write_simple(wheels: Path, root: Path) -> Path:
+    """A PEP 503 tree under root/simple/ whose links point at the wheels (relative)."""
+    simple = root / "simple"
+    by_project: dict[str, list[Path]] = {}
+    for wheel in sorted(wheels.glob("*.whl")):
+        by_project.setdefault(project_of(wheel.name), []).append(wheel)
+    for project, files in by_project.items():
+        page = simple / project
+        page.mkdir(parents=True, exist_ok=True)
+        links = []
+        for wheel in files:
+            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            href = f"../../{urllib.parse.quote(wheel.name)}#sha256={digest}"
+            links.append(f'<a href="{href}">{html.escape(wheel.name)}</a><br/>')
+        (page / "index.html").write_text(
+            f"<!DOCTYPE html><html><body><h1>Links for {html.escape(project)}</h1>\n"
+            + "\n".join(links) + "\n</body></html>\n")
+    root_links = "\n".join(f'<a href="{p}/">{p}</a><br/>' for p in sorted(by_project))
+    (simple / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{root_links}\n"
+                                       "</body></html>\n")
+    return simple
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m provision.lab.general_wheels",
+                                     description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("mirror", help=f"download {' '.join(REQUIREMENTS)} and deps into {WHEELS}")
+    serve = sub.add_parser("serve", help="serve them as a PEP 503 index (until the lab's "
+                                         "general index does)")
+    serve.add_argument("--bind", default=paths.GATEWAY)
+    serve.add_argument("--port", type=int, default=GENERAL_PORT)
+    args = parser.parse_args(argv)
+    wheels = mirror()
+    if args.command == "mirror":
+        print(wheels)
+        return 0
+    write_simple(wheels, wheels)
+    serve_index(wheels, args.bind, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
