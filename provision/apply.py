@@ -124,6 +124,7 @@ class HostRun:
                              connect_timeout=options.connect_timeout,
                              ssh_config_path=options.ssh_config_path)
         reporter.add_secret(settings.api_key)
+        reporter.add_secret(settings.web_password)
 
     # ---------------------------------------------------------------- bookkeeping
 
