@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv python3-pip debootstrap systemd-container systemd iproute2 \
-	openssh-client openssh-server dpkg-dev curl
+	openssh-client openssh-server dpkg-dev curl chromium chromium-driver
 
 .PHONY: setup test demo lint unit clean-lab
 
@@ -27,13 +27,25 @@ test: setup lint
 unit: setup
 	$(PY) -m pytest -q tests/unit
 
+# The lab's addresses (PROVISION_LAB_ID picks the lab): read when the demo runs.
+LAB_GATEWAY = $(shell $(PY) -c 'from provision.lab import paths; print(paths.GATEWAY)')
+LAB_HOST = $(shell $(PY) -c 'from provision.lab import paths; print(paths.host_address(1))')
+
 demo: setup
 	$(VENV)/bin/provision lab up 1 --profile a100
-	$(VENV)/bin/provision up -i "$$($(VENV)/bin/provision lab inventory)" --host gpu1
+	$(PY) -m provision.lab.general_wheels mirror
+	@# the chat page's Gradio comes from the lab's general index (port 8701); started here
+	@# when no general index answers yet
+	curl -sf -o /dev/null http://$(LAB_GATEWAY):8701/simple/gradio/ || \
+	  (setsid $(PY) -m provision.lab.general_wheels serve >/dev/null 2>&1 & sleep 2)
+	$(VENV)/bin/provision up -i "$$($(VENV)/bin/provision lab inventory)" --host gpu1 \
+	  -e web_ui=true -e pip_extra_index_url=http://$(LAB_GATEWAY):8701/simple/
 	@echo "--- the API server on gpu1 answers:"
-	curl -sS -o /dev/null -w "GET /health -> HTTP %{http_code}\n" http://10.213.7.11:8180/health
-	curl -sS http://10.213.7.11:8180/v1/chat/completions -H 'Content-Type: application/json' \
-	  -d '{"model":"baidu/ERNIE-4.5-VL-28B-A3B-Paddle","messages":[{"role":"user","content":"Say hello"}],"chat_template_kwargs":{"enable_thinking":false}}'
+	curl -sS -o /dev/null -w "GET /health -> HTTP %{http_code}\n" http://$(LAB_HOST):8180/health
+	@echo "--- provision chat (one question, as a script asks it):"
+	$(VENV)/bin/provision chat -i "$$($(VENV)/bin/provision lab inventory)" --host gpu1 \
+	  -m "Say hello"
+	@echo "--- the chat page: http://$(LAB_HOST):7860/ (the demo sets no web_password)"
 	@echo; echo "--- the lab keeps running; stop it with: $(VENV)/bin/provision lab down"
 
 clean-lab: setup
