@@ -199,7 +199,7 @@ def chat(host: str, inventory: str | None, extra: tuple[str, ...], message: str 
     """
     if (images or as_json) and message is None:
         raise click.UsageError("--image and --json go with -m/--message")
-    from provision.chat import ChatArgs, run_chat_command
+    from provision.commands.chat_cmd import ChatArgs, run_chat_command
 
     args = ChatArgs(inventory=inventory, host=host, extra=extra, message=message,
                     images=images, as_json=as_json, think=think,

@@ -7,18 +7,9 @@ import json
 
 import pytest
 
-from provision.chat import (
-    DIM,
-    RESET,
-    ChatArgs,
-    Conversation,
-    Printer,
-    _command,
-    down_line,
-    fix_command,
-    parse_command,
-)
+from provision.chat import DIM, RESET, Conversation, Printer, parse_command, run_command
 from provision.chat_client import Answer, Delta, thinking_switch
+from provision.commands.chat_cmd import ChatArgs, down_line, fix_command
 from provision.verify import UnitState
 
 VL = "baidu/ERNIE-4.5-VL-28B-A3B-Paddle"
@@ -64,10 +55,10 @@ def test_a_stopped_answer_with_nothing_is_dropped_from_history() -> None:
 def test_think_off_uses_the_switch_or_says_it_cannot() -> None:
     out = io.StringIO()
     conv = conversation()
-    assert _command(conv, "think", "off", out)
+    assert run_command(conv, "think", "off", out)
     assert conv.body("q")["chat_template_kwargs"] == {"enable_thinking": False}
     x1 = conversation("baidu/ERNIE-4.5-21B-A3B-Thinking")
-    _command(x1, "think", "off", out)
+    run_command(x1, "think", "off", out)
     assert "always thinks" in out.getvalue() and "chat_template_kwargs" not in x1.body("q")
 
 
@@ -76,7 +67,7 @@ def test_image_attaches_to_the_next_question_only(tmp_path) -> None:
     image.write_bytes(PNG)
     out = io.StringIO()
     conv = conversation()
-    _command(conv, "image", str(image), out)
+    run_command(conv, "image", str(image), out)
     first = conv.body("what is it?")["messages"][-1]["content"]
     assert first[0]["image_url"]["url"].startswith("data:image/png;base64,")
     conv.answered("what is it?", Answer(answer="a cat"))
@@ -86,10 +77,10 @@ def test_image_attaches_to_the_next_question_only(tmp_path) -> None:
 def test_image_refused_for_a_text_model_and_for_a_bad_file(tmp_path) -> None:
     out = io.StringIO()
     text_model = conversation("baidu/ERNIE-4.5-0.3B-Paddle")
-    _command(text_model, "image", str(tmp_path / "x.png"), out)
+    run_command(text_model, "image", str(tmp_path / "x.png"), out)
     assert "not a vision model" in out.getvalue() and text_model.images == []
     conv = conversation()
-    _command(conv, "image", str(tmp_path / "missing.png"), out)
+    run_command(conv, "image", str(tmp_path / "missing.png"), out)
     assert "cannot read image" in out.getvalue() and conv.images == []
 
 
@@ -99,14 +90,14 @@ def test_save_and_reset(tmp_path) -> None:
     conv.body("hi")
     conv.answered("hi", Answer(answer="hello", first_token_s=0.1, seconds=0.2, pieces=1))
     target = tmp_path / "chat.json"
-    _command(conv, "save", str(target), out)
+    run_command(conv, "save", str(target), out)
     saved = json.loads(target.read_text())
     assert saved["model"] == VL and saved["messages"][1]["content"] == "hello"
     assert saved["turns"][0]["latency_first_token_s"] == 0.1
-    _command(conv, "reset", "", out)
+    run_command(conv, "reset", "", out)
     assert conv.messages == [] and conv.turns == []
-    assert not _command(conv, "exit", "", out)
-    _command(conv, "nope", "", out)
+    assert not run_command(conv, "exit", "", out)
+    run_command(conv, "nope", "", out)
     assert "unknown command /nope" in out.getvalue()
 
 
