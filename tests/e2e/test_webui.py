@@ -80,6 +80,8 @@ def inventory(lab, host, home, general_index) -> str:
     done = provision(home, "up", "-i", str(path), "--host", host.name, timeout=1200)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verify web chat | ok" in done.stdout, done.stdout
+    # the page is (re)started only once the API server is verified
+    assert done.stdout.index("verify chat | ok") < done.stdout.index("web restart | changed")
     assert PASSWORD not in done.stdout + done.stderr and KEY not in done.stdout + done.stderr
     return str(path)
 
