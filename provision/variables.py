@@ -32,8 +32,7 @@ __all__ = ["VARIABLES", "Variable", "ExtraVars", "apply_extra_vars", "check_all"
            "markdown_table", "parse_extra_vars", "settings_for"]
 
 HIDDEN = "<hidden>"
-PORT_VARS = ("api_port", "metrics_port", "engine_worker_queue_port", "cache_queue_port",
-             "web_port")
+PORT_VARS = ("api_port", "metrics_port", "engine_worker_queue_port", "cache_queue_port")
 QUANTIZATIONS = ("wint2", "wint4", "wint8", "block_wise_fp8", "w4a8")  # server's --quantization
 # bf16 (models.yaml) means "no --quantization flag"; it is accepted too, as the plan knows it.
 
@@ -329,12 +328,13 @@ def _errors_and_values(spec: HostSpec) -> tuple[list[ConfigError], dict]:
             continue
         values[var.name] = _resolve_local(var.name, value)
     ports: dict[int, str] = {}
-    for name in PORT_VARS:
+    for name in PORT_VARS + (("web_port",) if values.get("web_ui") else ()):
         port = values.get(name, _DEFAULTS[name])
         if port in ports:
             errors.append(ConfigError(where(name), name, port,
                                       f"it is the same as {ports[port]}; the ports "
-                                      f"({', '.join(PORT_VARS)}) must all differ"))
+                                      f"({', '.join(PORT_VARS)}, web_port) must all "
+                                      "differ"))
         ports.setdefault(port, name)
     return errors, values
 

@@ -140,9 +140,11 @@ def test_web_variables_are_validated(raw, ok: bool) -> None:
 
 
 def test_web_port_must_not_take_an_api_port_and_password_is_hidden() -> None:
-    spec = HostSpec("gpu1", "10.0.0.2", vars={"web_port": 8180, "web_password": "a'b"})
+    spec = HostSpec("gpu1", "10.0.0.2", vars={"web_ui": True, "web_port": 8180,
+                                                "web_password": "a'b"})
     errors = {e.key: e for e in check_all([spec])}
     assert "same as api_port" in str(errors["web_port"])
+    assert check_all([HostSpec("gpu1", "10.0.0.2", vars={"web_port": 8180})]) == []
     assert "a'b" not in str(errors["web_password"])
     assert settings_for(HostSpec("h", "a", vars={"web_ui": "yes"})).web_ui is True
 
