@@ -23,6 +23,7 @@ from pathlib import Path
 
 from provision.lab import paths
 from provision.lab.index import normalize, serve_index
+from provision.lab.system import LabError
 
 # Source: https://pypi.org/project/gradio/5.50.0/ (the page's pinned release).
 REQUIREMENTS = ("gradio==5.50.0",)
@@ -56,9 +57,9 @@ def mirror(dest: Path = WHEELS, requirements: tuple[str, ...] = REQUIREMENTS,
     dest.mkdir(parents=True, exist_ok=True)
     done = run(download_argv(dest, requirements), capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"pip download {' '.join(requirements)} failed (exit "
-                         f"{done.returncode}); this machine needs PyPI for it:\n"
-                         f"{done.stderr[-2000:]}")
+        raise LabError(f"pip download {' '.join(requirements)} failed (exit "
+                       f"{done.returncode}); this machine needs PyPI for it:\n"
+                       f"{done.stderr[-2000:]}")
     stamp.write_text(wanted)
     return dest
 
@@ -101,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--bind", default=paths.GATEWAY)
     serve.add_argument("--port", type=int, default=GENERAL_PORT)
     args = parser.parse_args(argv)
-    wheels = mirror()
+    try:
+        wheels = mirror()
+    except LabError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
     if args.command == "mirror":
         print(wheels)
         return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 import provision
-from provision.lab import machine, network, paths, rootfs
+from provision.lab import general_wheels, machine, network, paths, rootfs
 from provision.lab.machine import LabHost
 from provision.lab.profiles import get_profile, install_profile
 from provision.lab.system import LabError, ensure_packages, require_root, run
@@ -218,6 +218,10 @@ class Lab:
         from provision.lab.index import build_index
 
         build_index(paths.INDEX_ROOT)
+        try:  # real wheels (Gradio) for the general index; hosts cannot reach PyPI
+            general_wheels.mirror()
+        except LabError as exc:
+            print(f"WARNING: the lab's general index lacks Gradio: {exc}", file=sys.stderr)
         apt = paths.INDEX_ROOT / "apt"
         apt.mkdir(parents=True, exist_ok=True)
         for item in self._rootfs.apt.iterdir():
