@@ -235,3 +235,17 @@ def test_browser_chat_answers_reads_an_image_and_clears(browser, page, tmp_path)
     box.send_keys(Keys.ENTER)
     wait.until(lambda d: f"Hello from {MODEL}" in chat_text())
     assert "Who are you?" not in chat_text()  # the history went with the clear
+
+
+def test_web_ui_off_stops_and_removes_the_page(host, inventory, home, page) -> None:
+    """Last in this module: it takes the page away."""
+    done = provision(home, "up", "-i", inventory, "--host", host.name, "-e", "web_ui=false")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "web-remove | changed" in done.stdout
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{page}/", timeout=5)
+    assert host.ssh("test -e /etc/systemd/system/fastdeploy-webui.service").returncode == 1
+    assert host.ssh("test -e /etc/fastdeploy-webui/env").returncode == 1
+    again = provision(home, "up", "-i", inventory, "--host", host.name, "-e", "web_ui=false",
+                      "--json")
+    assert json.loads(again.stdout)["recap"][host.name]["changed"] == 0
