@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv python3-pip debootstrap systemd-container systemd iproute2 \
-	openssh-client openssh-server dpkg-dev curl sudo
+	openssh-client openssh-server dpkg-dev curl sudo chromium chromium-driver
 
 .PHONY: setup test demo lint unit clean-lab
 
@@ -29,12 +29,14 @@ unit: setup
 
 demo: setup
 	$(VENV)/bin/provision lab up 1 --profile a100
-	$(VENV)/bin/provision up -i "$$($(VENV)/bin/provision lab inventory)" --host gpu1
+	$(VENV)/bin/provision up -i "$$($(VENV)/bin/provision lab inventory)" --host gpu1 -e web_ui=true
 	@echo "--- the API server on gpu1 answers:"
 	@addr=$$($(VENV)/bin/provision lab address gpu1) && \
-	curl -sS -o /dev/null -w "GET /health -> HTTP %{http_code}\n" http://$$addr:8180/health && \
-	curl -sS http://$$addr:8180/v1/chat/completions -H 'Content-Type: application/json' \
-	  -d '{"model":"baidu/ERNIE-4.5-VL-28B-A3B-Paddle","messages":[{"role":"user","content":"Say hello"}],"chat_template_kwargs":{"enable_thinking":false}}'
+	curl -sS -o /dev/null -w "GET /health -> HTTP %{http_code}\n" http://$$addr:8180/health
+	@echo "--- provision chat (one question, as a script asks it):"
+	$(VENV)/bin/provision chat -i "$$($(VENV)/bin/provision lab inventory)" --host gpu1 \
+	  -m "Say hello"
+	@echo "--- the chat page: http://$$($(VENV)/bin/provision lab address gpu1):7860/ (the demo sets no web_password)"
 	@echo; echo "--- the lab keeps running; stop it with: $(VENV)/bin/provision lab down"
 
 clean-lab: setup

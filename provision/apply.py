@@ -43,6 +43,10 @@ from provision.verify import (
     unit_state_script,
     verify,
 )
+from provision.webui.check import WebRoute, verify_web
+from provision.webui.check import parse_state as parse_web_state
+from provision.webui.steps import restart_script as web_restart_script
+from provision.webui.steps import state_script as web_state_script
 
 FACTS_TIMEOUT = 120.0
 RESTART_TIMEOUT = 180.0
@@ -112,6 +116,7 @@ class HostRun:
                              connect_timeout=options.connect_timeout,
                              ssh_config_path=options.ssh_config_path)
         reporter.add_secret(settings.api_key)
+        reporter.add_secret(settings.web_password)
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -192,9 +197,38 @@ class HostRun:
             self._roll_back(plan, previous, str(exc), restarted)
         if restarted is not None:
             self.result.out_of_service_s = round(time.monotonic() - restarted, 3)
+        if self.settings.web_ui:
+            self._web(plan)
         if self.options.acceptance:
             self._acceptance(plan)
         return self.result
+
+    def _web(self, plan: Plan) -> None:
+        """The chat page: restarted only after the API is verified, then proven to answer."""
+        if plan.web_restart:
+            got = self.remote.run(web_restart_script(self.settings),
+                                  self.deadline.cap(RESTART_TIMEOUT))
+            self._record("web restart", "changed" if got.ok else "failed", got.seconds,
+                         "the chat page changed or was not running", got.tail(30))
+            if not got.ok:
+                self.result.failed_at = "apply"
+                raise ProvisionError(f"{self.spec.name}: restarting the chat page failed "
+                                     f"(exit {got.rc}): {got.tail(10)}")
+            self.result.status = "changed"
+        def unit() -> tuple:
+            got = self.remote.run(web_state_script(self.settings), self.deadline.cap(30))
+            return parse_web_state(got.stdout)
+
+        with WebRoute(self.remote, self.settings) as route:
+            checks = verify_web(route.url, self.settings, self.deadline.cap(240), unit)
+        for check in checks:
+            self._record(f"verify {check.name}", "ok" if check.ok else "failed", check.seconds,
+                         check.detail if not check.ok else "")
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            self.result.failed_at = "verify"
+            raise ProvisionError(f"{self.spec.name}: the chat page failed: "
+                                 + "; ".join(f"{c.name}: {c.detail}" for c in failed))
 
     # ---------------------------------------------------------------- rollback
 

@@ -168,6 +168,42 @@ def smoke(host: str, inventory: str | None, extra: tuple[str, ...], junit: str |
                                         accept_new_host_key)))
 
 
+@main.command(context_settings={"max_content_width": 100})
+@click.option("--host", required=True, help="The host whose server to talk to.")
+@_INVENTORY
+@_EXTRA
+@click.option("-m", "--message", metavar="TEXT",
+              help="Ask one question, print the answer and exit (for scripts and CI).")
+@click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
+              metavar="PATH", help="With -m: attach an image (repeatable; sent as a data URL).")
+@click.option("--json", "as_json", is_flag=True,
+              help="With -m: print JSON: answer, reasoning, latency to first token, tokens/s.")
+@click.option("--think/--no-think", default=True, show_default=True,
+              help="Let the model reason first (where its switch allows turning it off).")
+@_ACCEPT
+def chat(host: str, inventory: str | None, extra: tuple[str, ...], message: str | None,
+         images: tuple[str, ...], as_json: bool, think: bool, accept_new_host_key: bool) -> None:
+    """Chat with the model a host serves: streamed answers, reasoning dimmed, images.
+
+    The endpoint, model and API key come from the inventory, as `up` reaches
+    them (an SSH tunnel when the port is not reachable). Interactive commands:
+    /think on|off, /image PATH, /reset, /save FILE, /exit. Ctrl-C stops the
+    current answer, not the session.
+
+    \b
+    Exit status: 0 answered (or the session ended), 1 the server is down or
+    the request failed, 2 usage or configuration error, 3 unreachable.
+    """
+    if (images or as_json) and message is None:
+        raise click.UsageError("--image and --json go with -m/--message")
+    from provision.commands.chat_cmd import ChatArgs, run_chat_command
+
+    args = ChatArgs(inventory=inventory, host=host, extra=extra, message=message,
+                    images=images, as_json=as_json, think=think,
+                    accept_new_host_key=accept_new_host_key)
+    sys.exit(_guarded(lambda: run_chat_command(args)))
+
+
 def _guarded(command) -> int:
     """Errors the user can act on are printed as one message, never as a traceback."""
     try:

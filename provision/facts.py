@@ -8,6 +8,7 @@ parsers are tested on real nvidia-smi outputs kept as fixtures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from functools import lru_cache
@@ -25,7 +26,9 @@ from provision.model import (
     Listener,
     ProvisionError,
     Settings,
+    WebInstalled,
 )
+from provision.webui import fact_args as web_fact_args
 
 BEGIN = "===PROVISION-FACTS-BEGIN==="
 END = "===PROVISION-FACTS-END==="
@@ -84,10 +87,12 @@ def gather_command(settings: Settings) -> str:
         "query": QUERY_FIELDS,
         "query_no_cap": QUERY_FIELDS_NO_CAP,
         "ports": [settings.api_port, settings.metrics_port,
-                  settings.engine_worker_queue_port, settings.cache_queue_port],
+                  settings.engine_worker_queue_port, settings.cache_queue_port,
+                  settings.web_port],
         "index_pages": list(index_pages(settings)),
         "skip_index_if_installed": (settings.fastdeploy_version
                                     if matrix.is_exact(settings.fastdeploy_version) else None),
+        "web": web_fact_args(settings),
     }
     missing = json.dumps({"python3": False, "interpreter": settings.python})
     run = shell.cmd(settings.python, "-c", _SCRIPT.read_text(), json.dumps(args))
@@ -230,6 +235,9 @@ def parse_index(raw: dict | None) -> tuple[dict, bool]:
         else:
             pages[url] = IndexPage(False, str(page.get("error") or "unknown error"))
     return pages, bool(raw.get("skipped"))
+def _web(raw: dict | None) -> WebInstalled:
+    raw = raw or {}
+    return WebInstalled(**{f.name: raw.get(f.name) for f in dataclasses.fields(WebInstalled)})
 
 
 def _without_python(data: dict) -> Facts:
@@ -266,7 +274,8 @@ def facts_from_json(data: dict) -> Facts:
         systemd_state=data.get("systemd_state") or "unknown",
         listeners=tuple(Listener(x["port"], x.get("pid"), x.get("command"), x.get("unit"))
                         for x in data.get("listeners") or ()),
-        installed=_installed(data.get("installed") or {}),
+        installed=dataclasses.replace(_installed(data.get("installed") or {}),
+                                      web=_web(data.get("web"))),
         model_present=bool(data.get("model_present")),
         index_pages=pages,
         index_skipped=skipped,

@@ -224,6 +224,29 @@ def package_index(args, inst):
     if pin and inst.get("fastdeploy_version") == pin:
         return {"skipped": True, "pages": {}}
     return {"skipped": False, "pages": fetch_pages(args.get("index_pages") or [])}
+def web(args):
+    """The chat page's files, venv and unit (provision/webui/), in the same trip."""
+    out = {}
+    for key in ("unit", "app", "config", "env"):
+        try:
+            with open(args[key], "rb") as handle:
+                out[key + "_sha256"] = hashlib.sha256(handle.read()).hexdigest()
+        except OSError:
+            out[key + "_sha256"] = None
+    out["unit_text"] = read(args["unit"])
+    try:
+        out["env_mode"] = os.stat(args["env"]).st_mode & 0o7777
+    except OSError:
+        out["env_mode"] = None
+    sites = [os.path.join(args["venv"], "lib", "python*", "site-packages")]
+    out["gradio_version"] = (dist_version(sites, "gradio")
+                             if os.access(os.path.join(args["venv"], "bin", "python"), os.X_OK)
+                             else None)
+    out["active"] = out["enabled"] = None
+    if out["unit_text"] is not None:
+        out["active"] = run(["systemctl", "is-active", args["service"]])["out"].strip() or None
+        out["enabled"] = run(["systemctl", "is-enabled", args["service"]])["out"].strip() or None
+    return out
 
 
 def main():
@@ -256,6 +279,7 @@ def main():
         "installed": inst,
         "package_index": package_index(args, inst),
         "model_present": any(os.path.isdir(p) for p in args["model_paths"]),
+        "web": web(args["web"]) if args.get("web") else None,
     }
     sys.stdout.write(f"\n{BEGIN}\n{json.dumps(facts)}\n{END}\n")
 

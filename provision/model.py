@@ -106,6 +106,21 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class WebInstalled:
+    """The chat page's files and unit as the facts trip saw them (provision/webui/)."""
+
+    unit_sha256: str | None = None
+    unit_text: str | None = None
+    app_sha256: str | None = None
+    config_sha256: str | None = None
+    env_sha256: str | None = None
+    env_mode: int | None = None
+    gradio_version: str | None = None  # in the page's venv
+    active: str | None = None  # `systemctl is-active`, only when the unit file exists
+    enabled: str | None = None
+
+
+@dataclass(frozen=True)
 class Installed:
     """What provision (or anyone) already put on the host, as seen by the facts trip."""
 
@@ -121,6 +136,7 @@ class Installed:
     service_enabled: str | None = None  # `systemctl is-enabled` word
     service_restarts: int | None = None  # NRestarts
     venv_kind: str = "missing"  # what venv_dir is: "link", "dir" (not ours: moved aside), "missing"
+    web: WebInstalled = field(default_factory=WebInstalled)
 
 
 @dataclass(frozen=True)
@@ -197,6 +213,7 @@ class Step:
     diff: str | None = None
     notifies_restart: bool = False
     timeout_s: int = 1800
+    notifies_web: bool = False  # restart the chat page (after the API is verified)
 
 
 @dataclass(frozen=True)
@@ -241,6 +258,7 @@ class Plan:
     served_model: str
     restart: bool  # one restart at the end (a handler), however many steps notified
     checks: ServerChecks = field(default_factory=ServerChecks)
+    web_restart: bool = False  # the chat page's restart, after the API is verified
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -320,3 +338,6 @@ class Settings:
     extra_server_args: tuple[str, ...] = ()
     cuda_visible_devices: str | None = None
     python: str = "python3"
+    web_ui: bool = False  # the Gradio chat page as its own unit (provision/webui/)
+    web_port: int = 7860
+    web_password: str | None = None  # secret: the page's login; goes to its root-only env file

@@ -13,6 +13,7 @@ from provision.steps.hosts import hosts_steps
 from provision.steps.packages import packages_step
 from provision.steps.release import general_index, release_steps
 from provision.steps.service import service_steps
+from provision.webui.steps import web_problems, web_restart, web_steps
 
 
 def decide_install(host: str, facts: Facts, settings: Settings) -> Install:
@@ -90,7 +91,7 @@ def server_checks(settings: Settings, rel: matrix.Release,
 
 def make_plan(host: str, facts: Facts, settings: Settings) -> Plan:
     """Problems, and when none is an error, the steps that close the gap (maybe none)."""
-    problems = tuple(preflight(host, facts, settings))
+    problems = (*preflight(host, facts, settings), *web_problems(host, facts, settings))
     if any(p.severity == "error" for p in problems):
         return Plan(host, problems, (), None, (), settings.model, False)
     rel = matrix.release(settings.fastdeploy_version)
@@ -108,9 +109,11 @@ def make_plan(host: str, facts: Facts, settings: Settings) -> Plan:
     steps += hosts_steps(facts)
     steps += service_steps(facts, settings, argv, local_metrics=checks.metrics_local_only,
                            flat_cache=rel.model_cache == "flat")
+    web = web_steps(facts, settings)
     restart = (any(s.notifies_restart for s in steps)
                or facts.installed.service_active != "active")
-    return Plan(host, problems, tuple(steps), install, argv, settings.model, restart, checks)
+    return Plan(host, problems, (*steps, *web), install, argv, settings.model, restart, checks,
+                web_restart(facts, settings, web))
 
 
 def describe_plan(plan: Plan) -> list[str]:
@@ -128,6 +131,8 @@ def describe_plan(plan: Plan) -> list[str]:
     if not plan.steps:
         lines.append("  nothing to change")
     lines.append("  would restart the service" if plan.restart else "  no restart needed")
+    if plan.web_restart:
+        lines.append("  would restart the chat page (after the API is verified)")
     lines.append("  server: " + " ".join(plan.server_argv))
     return lines
 

@@ -21,6 +21,7 @@ from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
 from provision.plan import server_checks
 from provision.report import redact, table
 from provision.verify import Endpoint, check_chat
+from provision.webui.check import WebRoute
 
 
 @dataclass
@@ -38,6 +39,7 @@ class StatusRow:
     model: str | None = None
     chat_latency_s: float | None = None
     error: str | None = None
+    web: str = "-"  # the chat page: HTTP status of its front page, "down", or "-" (web_ui off)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +58,14 @@ def _served(endpoint: Endpoint) -> str | None:
         return None
     ids = [m.get("id") for m in got.json().get("data", [])]
     return ids[0] if ids else None
+
+
+def _web(remote: Remote, settings: Settings) -> str:
+    with WebRoute(remote, settings) as route:
+        try:
+            return str(requests.get(f"{route.url}/", timeout=10).status_code)
+        except requests.RequestException:
+            return "down"
 
 
 def host_status(spec: HostSpec, settings: Settings, accept_new_host_key: bool = False,
@@ -88,6 +98,8 @@ def host_status(spec: HostSpec, settings: Settings, accept_new_host_key: bool = 
                 row.chat_latency_s = round(chat.seconds, 3) if chat.ok else None
                 if not chat.ok:
                     row.error = chat.detail
+        if settings.web_ui:
+            row.web = _web(remote, settings)
     except UnreachableError as exc:
         row.error = str(exc)
     except (ProvisionError, requests.RequestException) as exc:
@@ -133,16 +145,17 @@ def _latency(seconds: float | None) -> str:
 
 def render_rows(rows: list[StatusRow]) -> list[str]:
     head = ("host", "reachable", "gpus", "driver/cuda", "paddle", "fastdeploy", "release",
-            "service", "health", "model", "chat")
+            "service", "health", "model", "chat", "web")
     cells = [head]
     for r in rows:
         cells.append((r.host, "yes" if r.reachable else "NO", r.gpus,
                       f"{r.driver or '-'}/{r.cuda or '-'}", r.paddle or "-", r.fastdeploy or "-",
                       r.release or "-", r.service or "-", r.health, r.model or "-",
-                      _latency(r.chat_latency_s)))
+                      _latency(r.chat_latency_s), r.web))
     return table(cells)
 
 
 def healthy(row: StatusRow) -> bool:
-    return row.reachable and row.health == "200" and row.chat_latency_s is not None
+    return (row.reachable and row.health == "200" and row.chat_latency_s is not None
+            and row.web in ("-", "200"))
 

@@ -59,7 +59,7 @@ Check = Callable[[object], None]
 class Variable:
     """One variable: its Settings field, type as users read it, default and doc.
 
-    `type` is one of: str, str?, int, int?, float?, args (`?`: may be unset,
+    `type` is one of: str, str?, int, int?, float?, bool, args (`?`: may be unset,
     written as null or "").
     """
 
@@ -133,6 +133,11 @@ def _fraction(value: object) -> None:
 def _api_key(value: object) -> None:
     if _CONTROL.search(str(value)):
         raise Invalid("the API key must be one line without control characters")
+
+
+def _password(value: object) -> None:
+    if _CONTROL.search(str(value)) or "'" in str(value):
+        raise Invalid("the password must be one line without control characters or '")
 
 
 def _server_args(value: object) -> None:
@@ -236,6 +241,12 @@ VARIABLES: tuple[Variable, ...] = (
         _DEVICES, "give GPU indexes or UUIDs separated by commas (e.g. 0,1)")),
     _var("python", "str", "Python interpreter that builds the virtualenvs.", _pattern(
         _PROGRAM, "give a program name or absolute path (e.g. python3 or /usr/bin/python3.10)")),
+    _var("web_ui", "bool", "Also deploy the Gradio chat page as its own unit "
+                           "(`<service_name>-webui`, own venv, pinned Gradio from the general "
+                           "index: `pip_extra_index_url`, else the host's pip configuration)."),
+    _var("web_port", "int", "Port of the chat page (all interfaces).", _port),
+    _var("web_password", "str?", "Password of the chat page's login (any user name); unset: "
+                                 "no login, and the plan warns.", _password, secret=True),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 
@@ -249,6 +260,13 @@ def _convert(var: Variable, value: object) -> object:
     if optional and (value is None or value == ""):
         return None
     kind = var.type.rstrip("?")
+    if kind == "bool":
+        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() not in words:
+            raise Invalid("give true or false")
+        return words[str(value).strip().lower()]
     if kind == "int":
         if isinstance(value, bool) or not (
                 isinstance(value, int) or (isinstance(value, str)
@@ -325,12 +343,13 @@ def _errors_and_values(spec: HostSpec) -> tuple[list[ConfigError], dict]:
         values[var.name] = _resolve_local(var.name, value)
     errors += _release_errors(values, where)
     ports: dict[int, str] = {}
-    for name in PORT_VARS:
+    for name in PORT_VARS + (("web_port",) if values.get("web_ui") else ()):
         port = values.get(name, _DEFAULTS[name])
         if port in ports:
             errors.append(ConfigError(where(name), name, port,
-                                      f"it is the same as {ports[port]}; the four ports "
-                                      f"({', '.join(PORT_VARS)}) must all differ"))
+                                      f"it is the same as {ports[port]}; the ports "
+                                      f"({', '.join(PORT_VARS)}, web_port) must all "
+                                      "differ"))
         ports.setdefault(port, name)
     return errors, values
 

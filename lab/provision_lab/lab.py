@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 import provision_lab
-from provision_lab import machine, network, paths, rootfs
+from provision_lab import general_wheels, machine, network, paths, rootfs
 from provision_lab.answers import lab_answers
 from provision_lab.machine import LabHost
 from provision_lab.profiles import get_profile, install_profile
@@ -235,6 +235,10 @@ class Lab:
         build_index(paths.INDEX_ROOT)
         build_general(paths.GENERAL_ROOT)
         paths.GENERAL_WHEELS.mkdir(parents=True, exist_ok=True)
+        try:  # real wheels (Gradio) for the general index; hosts cannot reach PyPI
+            general_wheels.mirror()
+        except LabError as exc:
+            print(f"WARNING: the lab's general index lacks Gradio: {exc}", file=sys.stderr)
         apt = paths.INDEX_ROOT / "apt"
         apt.mkdir(parents=True, exist_ok=True)
         for item in self._rootfs.apt.iterdir():

@@ -45,6 +45,7 @@ def run_up(args: UpArgs) -> int:
                       host_timeout=args.host_timeout)
     for _, settings in targets:
         live.add_secret(settings.api_key)
+        live.add_secret(settings.web_password)
     results = run_hosts(targets, options, live, forks=args.forks,
                         any_errors_fatal=args.any_errors_fatal)
     code = exit_code(results)

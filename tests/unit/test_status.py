@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from provision.model import HostSpec, Settings
@@ -36,6 +37,8 @@ def test_table_shows_unreachable_and_latency_in_milliseconds() -> None:
     assert lines[0].split()[:3] == ["host", "reachable", "gpus"]
     assert lines[1].split() == ["gpu1", "yes", "1x", "NVIDIA", "L40S", "550.127.05/12.4",
                                 "3.3.1", "2.5.0", "fd-2.5.0", "active", "200",
-                                "baidu/ERNIE-4.5-0.3B-Paddle", "4ms"]
-    assert lines[2].split() == ["ghost", "NO", "-", "-/-", "-", "-", "-", "-", "-", "-", "-"]
+                                "baidu/ERNIE-4.5-0.3B-Paddle", "4ms", "-"]
+    assert lines[2].split() == ["ghost", "NO", "-", "-/-", "-", "-", "-", "-", "-", "-", "-",
+                                "-"]
     assert not healthy(rows[1])
+    assert healthy(rows[0]) and not healthy(dataclasses.replace(rows[0], web="down"))

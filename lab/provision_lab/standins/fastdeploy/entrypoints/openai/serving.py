@@ -11,8 +11,11 @@ Answers are deterministic: a canned answer from the lab's answers file, else a s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
+import struct
 import sys
 import threading
 import time
@@ -60,6 +63,35 @@ def _last_user_text(messages: list) -> str:
                 return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
             return str(content or "")
     return ""
+
+
+def images_received(messages: list) -> str:
+    """What the last user message's images were, so the lab's tests can see them arrive.
+
+    For each image_url part: "[image: TYPE, N bytes, WxH]" (N decoded bytes, TYPE from the
+    data URL, PNG dimensions from its IHDR chunk); a URL that is not a data URL is named,
+    not fetched (the lab has no internet). Empty when there is no image.
+    """
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    parts = users[-1].get("content") if users else None
+    seen = []
+    for part in parts if isinstance(parts, list) else []:
+        url = (part.get("image_url") or {}).get("url") if isinstance(part, dict) else None
+        if not isinstance(url, str):
+            continue
+        head, _, data = url.partition(",")
+        if not (head.startswith("data:") and head.endswith(";base64")):
+            seen.append(f"[image: not a data URL: {url[:40]!r}]")
+            continue
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            seen.append("[image: undecodable base64]")
+            continue
+        png = raw[:4] == b"\x89PNG" and len(raw) >= 24
+        size = ", {}x{}".format(*struct.unpack(">II", raw[16:24])) if png else ""
+        seen.append(f"[image: {head[5:-7]}, {len(raw)} bytes{size}]")
+    return " ".join(seen)
 
 
 def compose_answer(state: ServerState, question: str) -> tuple:
@@ -228,6 +260,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             content, reasoning, finish, tokens, delay = compose_reply(
                 state, body, question, chat, max_tokens)
+            if chat and images_received(messages):  # the lab's proof that images arrive
+                content = f"{images_received(messages)} {content}"
             words = content.split(" ") if content else []
             if delay:
                 time.sleep(delay)
