@@ -66,8 +66,31 @@ def server_args(settings: Settings, rel: matrix.Release, model: matrix.ModelInfo
     return (*args, *settings.extra_server_args)
 
 
-def make_plan(host: str, facts: Facts, settings: Settings) -> Plan:
-    """Problems, and when none is an error, the steps that close the gap (maybe none)."""
+# The deployment's roles in `provision up`'s order; playbooks/fastdeploy.yml names them.
+ROLES = ("host_preparation", "release", "hosts_file", "service")
+
+
+def role_steps(role: str, facts: Facts, settings: Settings, install: Install,
+               rel: matrix.Release, argv: tuple[str, ...]) -> list[Step]:
+    """The steps of one built-in role (a playbook's role whose logic is this Python)."""
+    if role == "host_preparation":
+        return [s for s in (packages_step(facts),) if s]
+    if role == "release":
+        return release_steps(facts, settings, install, rel.python)
+    if role == "hosts_file":
+        return hosts_steps(facts)
+    if role == "service":
+        return service_steps(facts, settings, argv)
+    raise ValueError(f"unknown built-in role {role!r}; known: {', '.join(ROLES)}")
+
+
+def make_plan(host: str, facts: Facts, settings: Settings,
+              roles: tuple[str, ...] | None = None) -> Plan:
+    """Problems, and when none is an error, the steps that close the gap (maybe none).
+
+    `roles` (a playbook's built-in roles, in its order) picks and orders the steps;
+    None is `provision up`'s full deployment.
+    """
     problems = tuple(preflight(host, facts, settings))
     if any(p.severity == "error" for p in problems):
         return Plan(host, problems, (), None, (), settings.model, False)
@@ -76,12 +99,8 @@ def make_plan(host: str, facts: Facts, settings: Settings) -> Plan:
     argv = server_args(settings, rel, matrix.model_info(settings.model),
                        model_fit(facts, settings))
     steps: list[Step] = []
-    packages = packages_step(facts)
-    if packages:
-        steps.append(packages)
-    steps += release_steps(facts, settings, install, rel.python)
-    steps += hosts_steps(facts)
-    steps += service_steps(facts, settings, argv)
+    for role in ROLES if roles is None else roles:
+        steps += role_steps(role, facts, settings, install, rel, argv)
     restart = (any(s.notifies_restart for s in steps)
                or facts.installed.service_active != "active")
     return Plan(host, problems, tuple(steps), install, argv, settings.model, restart)

@@ -47,6 +47,7 @@ class Task:
     search: tuple[Path, ...] = ()  # every directory `src:` may come from, in order
     role: str | None = None
     vars: dict = field(default_factory=dict, hash=False, compare=False)
+    defaults: dict = field(default_factory=dict, hash=False, compare=False)  # a role's defaults
     listen: tuple[str, ...] = ()  # handlers only
 
 
