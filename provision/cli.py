@@ -183,6 +183,9 @@ def _register_subcommands() -> None:
 
     main.add_command(lab)
     main.add_command(inventory)
+    from provision.play.command import register as register_play
+
+    register_play(main, _INVENTORY, _guarded)
 
 
 _register_subcommands()
