@@ -72,7 +72,10 @@ def plan_targets(args: PlayArgs, plays: tuple[Play, ...]) -> list[Targets]:
     limited = {s.name for s in inv.select(args.limit)} if args.limit else None
     out, errors = [], []
     for play in plays:
-        specs = [apply_extra_vars(apply_extra_vars(s, _PlayVars(play)), extra)
+        # play vars configure the deployment only in a play of built-in roles; elsewhere
+        # they are the tasks' own (an `app_port` is not a typo of `api_port` there)
+        own = _PlayVars(play) if play.builtin else {}
+        specs = [apply_extra_vars(apply_extra_vars(s, own), extra)
                  for s in inv.select(play.hosts) if limited is None or s.name in limited]
         errors += check_all(specs) + _become_errors(play, specs)
         out.append(specs)

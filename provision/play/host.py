@@ -175,7 +175,8 @@ class PlayHostRun(HostRun):
         if need:
             self._reprobe(need)
         context = Context(self.spec.name, lambda text, **_: render_file(text, variables),
-                          lambda name: self._src(task, name), self.options.diff)
+                          lambda name: self._src(task, name), self.options.diff,
+                          self.options.check)
         return spec.plan(args, self.state, context)
 
     def run_task(self, task: Task) -> bool:

@@ -37,6 +37,7 @@ class Context:
     render: Callable[..., str] = lambda text, **_: text
     find_src: Callable[[str], Path] = Path
     diff: bool = False
+    check: bool = False  # --check: an earlier task that would create a unit has not run
 
 
 State = dict  # probe id -> the data state_script.py returned for it

@@ -69,7 +69,10 @@ def plan(args: dict, state: State, ctx: Context) -> Action | None:
     if (file_value(old, name) != want) if args["state"] == "present" \
             else file_value(old, name) is not None:
         new = edit(old, args)
-        why.append(f"{path}: {name}={file_value(old, name)}, want {want}")
+        have = file_value(old, name)
+        shown = have if have is not None else "not set"
+        goal = f"want {want}" if args["state"] == "present" else "want it removed"
+        why.append(f"{path}: {name} is {shown}, {goal}")
         tmp = f"{path}.provision-tmp"
         lines += [shell.fmt("umask 022; cat > %s", tmp),
                   shell.fmt("if [ -e %s ]; then chmod --reference=%s %s; fi", path, path, tmp),

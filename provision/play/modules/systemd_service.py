@@ -24,7 +24,10 @@ def plan(args: dict, state: State, ctx: Context) -> Action | None:
         return None
     st = state[f"unit:{name}"]
     if st.get("load") == "not-found" and (args.get("state") or args.get("enabled") is not None):
-        raise ArgError(f"unit {name} is not found on the host")
+        if not ctx.check:
+            raise ArgError(f"unit {name} is not found on the host")
+        return Action(f"unit {name} is not there yet (an earlier task may create it)", "",
+                      touches=(f"unit:{name}",))
     lines, why = [], []
     if args.get("enabled") is True and st.get("enabled") not in ENABLED:
         lines.append(shell.cmd("systemctl", "enable", name))
