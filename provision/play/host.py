@@ -176,7 +176,7 @@ class PlayHostRun(HostRun):
             self._reprobe(need)
         context = Context(self.spec.name, lambda text, **_: render_file(text, variables),
                           lambda name: self._src(task, name), self.options.diff,
-                          self.options.check)
+                          self.options.check, lambda condition: holds(condition, variables))
         return spec.plan(args, self.state, context)
 
     def run_task(self, task: Task) -> bool:

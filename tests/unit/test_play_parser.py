@@ -78,7 +78,7 @@ def test_mistakes_name_file_line_and_what_is_supported(tmp_path: Path, task: str
     assert text.startswith(f"{book}:{line}:"), text
     assert message in text
     if "unknown module" in message:
-        assert "Supported modules: apt, blockinfile, command, copy, file, get_url" in text
+        assert "Supported modules: apt, assert, blockinfile, command, copy, file, get_url" in text
 
 
 def test_play_level_errors(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from provision.play.modules import (
     apt,
+    assertion,
     blockinfile,
     command,
     copy,
@@ -20,8 +21,8 @@ from provision.play.modules import (
 )
 from provision.play.modules.base import ModuleSpec
 
-_SPECS = [apt.SPEC, blockinfile.SPEC, command.COMMAND, command.SHELL, copy.SPEC, file.SPEC,
-          get_url.SPEC, lineinfile.SPEC, mount.SPEC, pip.SPEC, sysctl.SPEC,
+_SPECS = [apt.SPEC, assertion.SPEC, blockinfile.SPEC, command.COMMAND, command.SHELL, copy.SPEC,
+          file.SPEC, get_url.SPEC, lineinfile.SPEC, mount.SPEC, pip.SPEC, sysctl.SPEC,
           systemd_service.SPEC, template.SPEC, unarchive.SPEC, user.SPEC]
 _COLLECTION = {"mount": "ansible.posix", "sysctl": "ansible.posix"}
 

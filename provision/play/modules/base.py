@@ -38,6 +38,7 @@ class Context:
     find_src: Callable[[str], Path] = Path
     diff: bool = False
     check: bool = False  # --check: an earlier task that would create a unit has not run
+    holds: Callable[[str], bool] = lambda condition: True  # a Jinja test on the task's vars
 
 
 State = dict  # probe id -> the data state_script.py returned for it
