@@ -41,7 +41,7 @@ def _env(**options: object) -> ImmutableSandboxedEnvironment:
     return env
 
 
-_VALUES = _env()
+_VALUES = _env(keep_trailing_newline=True)  # Ansible keeps "x\n" as written
 _FILES = _env(trim_blocks=True, keep_trailing_newline=True)  # as Ansible's template module
 
 
