@@ -13,6 +13,7 @@ from pathlib import Path
 from provision import shell
 from provision.facts import BEGIN, END, unframe
 from provision.model import Facts
+from provision.play.gpu_facts import gpu_host_vars
 from provision.play.model import Probe
 
 SCRIPT = Path(__file__).with_name("state_script.py")
@@ -65,5 +66,6 @@ def fact_vars(facts: Facts) -> dict:
         "gpus": gpus, "gpu_count": len(gpus), "nvidia_driver_version": facts.driver_version,
         "cuda_version": facts.cuda_version,
     }
+    found.update(gpu_host_vars(facts))
     return {"ansible_facts": found, **{f"ansible_{k}": v for k, v in found.items()},
-            "gpus": gpus, "gpu_count": len(gpus)}
+            "gpus": gpus, "gpu_count": len(gpus), **gpu_host_vars(facts)}
