@@ -31,6 +31,7 @@ TASK_TIMEOUT = 1800.0
 # Modules whose side effects reach beyond what they name: after one runs, every later
 # task reads its state again rather than trust the facts trip.
 WIDE = ("command", "shell", "apt", "pip", "unarchive", "user")
+UNIT_DIRS = ("file:/etc/systemd/", "file:/lib/systemd/", "file:/usr/lib/systemd/")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class PlayHostRun(HostRun):
         self.play, self.play_options = play, play_options
         self.facts: Facts | None = None
         self.state: dict[str, dict] = {}
-        self.gen, self.wide_at = 0, 0
+        self.gen, self.wide_at, self.units_at = 0, 0, 0
         self.gathered_at: dict[str, int] = {}
         self.touched_at: dict[str, int] = {}
         self.registered: dict[str, dict] = {}
@@ -115,6 +116,8 @@ class PlayHostRun(HostRun):
             return False
         at = self.gathered_at.get(probe.id, -1)
         if self.touched_at.get(probe.id, -1) > at or self.wide_at > at:
+            return False
+        if probe.kind == "unit" and self.units_at > at:
             return False
         return not (probe.content and got.get("state") == "file" and "content" not in got
                     and int(got.get("size") or 0) <= 1024 * 1024)
@@ -226,6 +229,8 @@ class PlayHostRun(HostRun):
             self.touched_at[probe_id] = self.gen
         if task.module in WIDE:
             self.wide_at = self.gen
+        if any(t.startswith(UNIT_DIRS) for t in action.touches):
+            self.units_at = self.gen  # systemd answers for a unit file anew after this
         if not got.ok:
             self._record(label, "failed", got.seconds, action.reason, got.tail(30))
             self.reporter.output(self.spec.name, got.tail(30), always=not self.reporter.verbose)

@@ -23,7 +23,10 @@ def plan(args: dict, state: State, ctx: Context) -> Action | None:
     if not name:  # a bare daemon_reload: Ansible runs it and reports no change
         return None
     st = state[f"unit:{name}"]
-    if st.get("load") == "not-found" and (args.get("state") or args.get("enabled") is not None):
+    missing = st.get("load") == "not-found"
+    if missing and args.get("daemon_reload"):
+        st = {"load": "not-found", "active": "inactive", "enabled": "disabled"}  # new unit file
+    elif missing and (args.get("state") or args.get("enabled") is not None):
         if not ctx.check:
             raise ArgError(f"unit {name} is not found on the host")
         return Action(f"unit {name} is not there yet (an earlier task may create it)", "",
