@@ -1,0 +1,99 @@
+"""The play engine's pure parts: tags, batches, templating, `when`, GPU-host facts, assert."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from provision.play.command import batches
+from provision.play.gpu_facts import fabricmanager_package, nvswitch_board
+from provision.play.host import PlayOptions, selected
+from provision.play.jinja import holds, render, render_file
+from provision.play.model import Probe, Task, Where
+from provision.play.modules import MODULES
+from provision.play.modules.base import ArgError, Context, finish
+from provision.play.state import fact_vars, spec
+from tests.unit.lab_facts import facts_from_profile
+
+
+def _task(*tags: str) -> Task:
+    return Task("t", "file", {}, Where("p.yml", 1), tags=frozenset(tags))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("tags", "skip", "task_tags", "runs"), [
+    ((), (), (), True),
+    (("a",), (), ("a", "b"), True),
+    (("a",), (), ("b",), False),
+    (("a",), (), ("always",), True),
+    ((), ("b",), ("b",), False),
+    ((), (), ("never",), False),
+    (("x",), (), ("never", "x"), True),
+])
+def test_tags_select_as_ansible(tags, skip, task_tags, runs) -> None:
+    assert selected(_task(*task_tags), PlayOptions(frozenset(tags), frozenset(skip))) is runs
+
+
+def test_serial_batches_counts_percentages_and_repeat_the_last() -> None:
+    hosts = [(str(i), None) for i in range(7)]
+    sizes = lambda serial: [len(b) for b in batches(hosts, serial)]  # noqa: E731
+    assert sizes(()) == [7]
+    assert sizes(("1",)) == [1] * 7
+    assert sizes(("1", "50%")) == [1, 3, 3]
+    assert sizes(("10%",)) == [1] * 7  # never an empty batch
+    assert batches([], ("2",)) == []
+
+
+def test_templating_keeps_types_and_refuses_the_undefined() -> None:
+    variables = {"ports": [1, 2], "name": "gpu1", "mode": "0640"}
+    assert render("{{ ports }}", variables) == [1, 2]
+    assert render({"dest": "/etc/{{ name }}.conf", "n": 3}, variables) == {
+        "dest": "/etc/gpu1.conf", "n": 3}
+    assert render("line\n", variables) == "line\n"
+    assert render("x={{ name }}\n", variables) == "x=gpu1\n"
+    with pytest.raises(ArgError, match="'nope' is undefined"):
+        render("{{ nope }}", variables)
+    assert render_file("{% if name %}\n{{ name }}\n{% endif %}\n", variables) == "gpu1\n"
+
+
+def test_when_is_a_sandboxed_expression() -> None:
+    variables = {"driver": "565.57.01", "gpu_count": 8, "flag": "yes"}
+    assert holds("gpu_count == 8 and driver is version('535', '>=')", variables)
+    assert holds("flag | bool", variables) and not holds("missing is defined", variables)
+    assert holds("{{ gpu_count > 1 }}", variables)
+    with pytest.raises(ArgError, match="unsafe"):
+        holds("driver.__class__.__mro__", variables)
+    with pytest.raises(ArgError, match="undefined"):
+        holds("missing == 1", variables)
+
+
+def test_nvswitch_boards_from_the_facts() -> None:
+    eight = facts_from_profile("a100x8")
+    assert nvswitch_board(eight)
+    assert not nvswitch_board(facts_from_profile("a100"))
+    for name in ("NVIDIA GeForce RTX 4090", "NVIDIA H100 PCIe", "NVIDIA H200 NVL"):
+        cards = tuple(dataclasses.replace(g, name=name) for g in eight.gpus)
+        assert not nvswitch_board(dataclasses.replace(eight, gpus=cards)), name
+    hgx = tuple(dataclasses.replace(g, name="NVIDIA H200") for g in eight.gpus)
+    assert nvswitch_board(dataclasses.replace(eight, gpus=hgx))
+    assert not nvswitch_board(dataclasses.replace(eight, gpus=eight.gpus[:4]))
+    assert fabricmanager_package("565.57.01") == "nvidia-fabricmanager-565"
+    assert fabricmanager_package(None) is None
+    found = fact_vars(eight)
+    assert found["nvswitch_board"] and found["ansible_facts"]["gpu_count"] == 8
+    assert found["ansible_os_family"] == "Debian"
+
+
+def test_assert_passes_or_stops_with_its_message() -> None:
+    spec_ = MODULES["assert"]
+    ctx = Context("h", holds=lambda c: holds(c, {"fm": None}))
+    args = finish(spec_, {"that": ["fm is none"]})
+    assert spec_.plan(args, {}, ctx) is None
+    failing = finish(spec_, {"that": "fm is not none", "fail_msg": "driver unknown: fix it"})
+    with pytest.raises(ArgError, match="driver unknown: fix it"):
+        spec_.plan(failing, {}, ctx)
+
+
+def test_probe_spec_is_one_per_resource_with_content_when_any_task_needs_it() -> None:
+    got = spec([Probe("file", "/a"), Probe("file", "/a", True), Probe("unit", "x")])
+    assert got == [["file", "/a", True], ["unit", "x", False]]
