@@ -97,3 +97,28 @@ def test_assert_passes_or_stops_with_its_message() -> None:
 def test_probe_spec_is_one_per_resource_with_content_when_any_task_needs_it() -> None:
     got = spec([Probe("file", "/a"), Probe("file", "/a", True), Probe("unit", "x")])
     assert got == [["file", "/a", True], ["unit", "x", False]]
+
+
+def _cli(tmp_path, playbook: str, *args: str):
+    from click.testing import CliRunner
+
+    from provision.cli import main
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    far: {ansible_host: 192.0.2.1, ansible_user: ubuntu}\n")
+    book = tmp_path / "p.yml"
+    book.write_text(playbook)
+    return CliRunner().invoke(main, ["play", str(book), "-i", str(inv), *args])
+
+
+def test_a_playbook_error_exits_2_before_any_connection(tmp_path) -> None:
+    # 192.0.2.1 (TEST-NET) would time out if contacted: the error must come first
+    got = _cli(tmp_path, "- hosts: all\n  tasks:\n    - nosuch: {}\n")
+    assert got.exit_code == 2
+    assert f"{tmp_path / 'p.yml'}:3: task: unknown module or keyword 'nosuch'" in got.output
+
+
+def test_a_non_root_login_needs_become_before_any_connection(tmp_path) -> None:
+    got = _cli(tmp_path, "- hosts: all\n  tasks:\n    - file: {path: /tmp/x, state: touch}\n")
+    assert got.exit_code == 2
+    assert "far logs in as ubuntu; provision runs tasks as root" in got.output
+    assert "no host was contacted" in got.output
