@@ -17,6 +17,7 @@ from provision.apply import FACTS_TIMEOUT, Route
 from provision.connection import Remote
 from provision.facts import gather_command, parse_facts
 from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
+from provision.play.gpu_facts import exporter_port
 from provision.report import redact, table
 from provision.verify import Endpoint, check_chat
 
@@ -36,6 +37,7 @@ class StatusRow:
     model: str | None = None
     chat_latency_s: float | None = None
     error: str | None = None
+    exporter: str | None = None  # the GPU metrics exporter's port when it listens (gpu_exporter)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +73,7 @@ def host_status(spec: HostSpec, settings: Settings, accept_new_host_key: bool = 
         row.gpus, row.driver, row.cuda = _gpus(facts), facts.driver_version, facts.cuda_version
         row.paddle, row.fastdeploy = installed.paddle_version, installed.fastdeploy_version
         row.release, row.service = installed.current_release, installed.service_active
+        row.exporter = exporter_port(facts, spec.vars)
         with Route(remote, settings) as route:
             endpoint = Endpoint(route.api, route.metrics, settings.model, settings.api_key)
             try:
@@ -129,13 +132,13 @@ def _latency(seconds: float | None) -> str:
 
 def render_rows(rows: list[StatusRow]) -> list[str]:
     head = ("host", "reachable", "gpus", "driver/cuda", "paddle", "fastdeploy", "release",
-            "service", "health", "model", "chat")
+            "service", "health", "model", "chat", "exporter")
     cells = [head]
     for r in rows:
         cells.append((r.host, "yes" if r.reachable else "NO", r.gpus,
                       f"{r.driver or '-'}/{r.cuda or '-'}", r.paddle or "-", r.fastdeploy or "-",
                       r.release or "-", r.service or "-", r.health, r.model or "-",
-                      _latency(r.chat_latency_s)))
+                      _latency(r.chat_latency_s), r.exporter or "-"))
     return table(cells)
 
 

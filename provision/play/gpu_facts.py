@@ -46,3 +46,13 @@ def gpu_host_vars(facts: Facts) -> dict:
             "fabricmanager_service": data()["fabricmanager"]["service"],
             "persistence_service": data()["persistence"]["service"],
             "nvidia_smi_state": facts.nvidia_smi, "nvidia_smi_error": facts.nvidia_smi_error}
+
+
+def exporter_port(facts: Facts, host_vars: dict) -> str | None:
+    """The GPU metrics exporter's port when something listens there (`provision status`)."""
+    port = host_vars.get("gpu_exporter_port", data()["exporter"]["port"])
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        return None
+    return str(port) if any(x.port == port for x in facts.listeners) else None

@@ -78,6 +78,12 @@ def test_site_playbook_mount_exporter_fabric_manager_then_deployment(lab, hosts,
     assert status == 200 and "nvidia_smi_up 1" in metrics
     assert 'nvidia_smi_memory_total_bytes{uuid="GPU-' in metrics
 
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    status = subprocess.run([sys.executable, "-m", "provision.cli", "status", "-i", inventory,
+                             "--limit", single.name, "--json"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert json.loads(status.stdout)["hosts"][0]["exporter"] == "9835", status.stderr
+
     before = single.exec_request_count()
     code, again, err = play(tmp_path, "playbooks/site.yml", "-i", inventory, "--limit",
                             single.name, *LAB_MOUNT)

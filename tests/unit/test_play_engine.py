@@ -122,3 +122,13 @@ def test_a_non_root_login_needs_become_before_any_connection(tmp_path) -> None:
     assert got.exit_code == 2
     assert "far logs in as ubuntu; provision runs tasks as root" in got.output
     assert "no host was contacted" in got.output
+
+
+def test_status_shows_the_exporter_port_only_when_it_listens() -> None:
+    from provision.model import Listener
+    from provision.play.gpu_facts import exporter_port
+    facts = facts_from_profile("a100")
+    listening = dataclasses.replace(facts, listeners=(Listener(9835, 1, "python3", None),))
+    assert exporter_port(listening, {}) == "9835"
+    assert exporter_port(facts, {}) is None
+    assert exporter_port(listening, {"gpu_exporter_port": 9400}) is None
