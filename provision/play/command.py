@@ -24,7 +24,7 @@ from provision.play.model import Play
 from provision.play.parser import parse_playbook
 from provision.report import Reporter, to_json
 from provision.runner import EXIT_USAGE, exit_code, run_hosts
-from provision.variables import check_all, parse_extra_vars, settings_for
+from provision.variables import BY_NAME, check_all, parse_extra_vars, settings_for
 
 Targets = list[tuple[HostSpec, Settings]]
 
@@ -47,11 +47,19 @@ class PlayArgs:
 
 
 class _PlayVars(dict):
-    """A play's vars as a variable source that names the playbook in errors."""
+    """A play's vars that configure the deployment, as a source naming the playbook in errors.
+
+    Only a play of built-in roles configures the deployment. When it has tasks too, its
+    other variables are the tasks' own: only settings' names go to the deployment (an
+    `app_port` there is not a typo of `api_port`); without tasks, every name is checked.
+    """
 
     def __init__(self, play: Play) -> None:
-        super().__init__(play.vars)
-        self.sources = {key: f"{play.where} (play vars)" for key in play.vars}
+        mixed = bool(play.all_tasks() or play.handlers)
+        chosen = {k: v for k, v in play.vars.items() if play.builtin and (
+            not mixed or k in BY_NAME or k.startswith("ansible_"))}
+        super().__init__(chosen)
+        self.sources = {key: f"{play.where} (play vars)" for key in chosen}
 
 
 def _become_errors(play: Play, specs: list[HostSpec]) -> list[ConfigError]:
@@ -72,9 +80,7 @@ def plan_targets(args: PlayArgs, plays: tuple[Play, ...]) -> list[Targets]:
     limited = {s.name for s in inv.select(args.limit)} if args.limit else None
     out, errors = [], []
     for play in plays:
-        # play vars configure the deployment only in a play of built-in roles; elsewhere
-        # they are the tasks' own (an `app_port` is not a typo of `api_port` there)
-        own = _PlayVars(play) if play.builtin else {}
+        own = _PlayVars(play)
         specs = [apply_extra_vars(apply_extra_vars(s, own), extra)
                  for s in inv.select(play.hosts) if limited is None or s.name in limited]
         errors += check_all(specs) + _become_errors(play, specs)

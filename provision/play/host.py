@@ -24,7 +24,7 @@ from provision.play import state as tasks_state
 from provision.play.jinja import holds, render, render_file
 from provision.play.model import Action, Play, Probe, Task
 from provision.play.modules import MODULES
-from provision.play.modules.base import ArgError, Context, finish
+from provision.play.modules.base import ArgError, Context, finish, has_template
 from provision.report import Reporter
 
 TASK_TIMEOUT = 1800.0
@@ -78,9 +78,9 @@ class PlayHostRun(HostRun):
                   **self.play.vars, **(task.vars if task else {}), **self.registered,
                   **self.play_options.extra_vars}
         for _ in range(3):  # values that refer to other variables, as Ansible resolves lazily
-            for key, value in merged.items():
+            for key in [k for k, v in merged.items() if has_template(v)]:
                 try:
-                    merged[key] = render(value, merged)
+                    merged[key] = render(merged[key], merged)
                 except ArgError:
                     pass
         return merged
