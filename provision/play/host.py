@@ -192,7 +192,8 @@ class PlayHostRun(HostRun):
             false = [c for c in task.when if not holds(c, variables)]
             if false:
                 self._record(label, "skipped", 0.0, f"when: {false[0]} is false")
-                self.registered[task.register or ""] = {"skipped": True, "changed": False}
+                if task.register:
+                    self.registered[task.register] = {"skipped": True, "changed": False}
                 return True
             action = self._plan(task, variables)
         except (ArgError, OSError) as exc:
@@ -209,6 +210,7 @@ class PlayHostRun(HostRun):
         if self.options.check:
             self._record(label, "changed", time.monotonic() - start,
                          f"would change: {action.reason}")
+            self._register(task, True, 0, "")
         elif not self._apply(task, label, action, start):
             return False
         self.result.status = "changed"

@@ -79,7 +79,6 @@ class Play:
     serial: tuple[str, ...] = ()  # "2", "50%": batch sizes, the last one repeats
     max_fail_percentage: float | None = None
     any_errors_fatal: bool = False
-    health_gate: bool = False  # a built-in play: each batch verified before the next
 
     def all_tasks(self) -> tuple[Task, ...]:
         return self.pre_tasks + self.roles_tasks + self.tasks + self.post_tasks

@@ -19,7 +19,7 @@ TASK_KEYWORDS = ("name", "when", "tags", "notify", "become", "register", "vars",
 HANDLER_KEYWORDS = (*TASK_KEYWORDS, "listen")
 PLAY_KEYWORDS = ("name", "hosts", "vars", "pre_tasks", "roles", "tasks", "post_tasks",
                  "handlers", "become", "gather_facts", "serial", "max_fail_percentage",
-                 "any_errors_fatal", "tags", "health_gate")
+                 "any_errors_fatal", "tags")
 # provision's deployment, as roles whose logic is Python (provision/plan.py ROLE_STEPS)
 BUILTIN_ROLES = ("fastdeploy_host_preparation", "fastdeploy_release", "fastdeploy_hosts_file",
                  "fastdeploy_service")
@@ -226,7 +226,7 @@ def parse_play(path: Path, raw: object) -> Play:
     if fail is not None and (isinstance(fail, bool) or not isinstance(fail, (int, float))
                              or not 0 <= fail <= 100):
         raise PlaybookError(str(at), f"max_fail_percentage {fail!r}: a number from 0 to 100")
-    for key in ("become", "any_errors_fatal", "gather_facts", "health_gate"):
+    for key in ("become", "any_errors_fatal", "gather_facts"):
         if key in raw and not isinstance(raw[key], bool):
             raise PlaybookError(str(at), f"{key} must be true or false")
     return Play(
@@ -238,8 +238,7 @@ def parse_play(path: Path, raw: object) -> Play:
         post_tasks=parse_tasks(path, raw.get("post_tasks"), scope),
         handlers=tuple(handlers) + parse_tasks(path, raw.get("handlers"), scope, handler=True),
         become=bool(raw.get("become", False)), serial=_serial(raw.get("serial"), at),
-        max_fail_percentage=fail, any_errors_fatal=bool(raw.get("any_errors_fatal", False)),
-        health_gate=bool(raw.get("health_gate", bool(builtin))))
+        max_fail_percentage=fail, any_errors_fatal=bool(raw.get("any_errors_fatal", False)))
 
 
 def parse_playbook(path: str | Path) -> tuple[Play, ...]:

@@ -116,4 +116,4 @@ def test_builtin_roles_are_recognised_and_not_mixed_with_file_roles(tmp_path: Pa
                  " when: serve | default(true)}]\n")
     (play,) = parse_playbook(book)
     assert [r.name for r in play.builtin] == ["fastdeploy_release", "fastdeploy_service"]
-    assert play.builtin[1].when == ("serve | default(true)",) and play.health_gate
+    assert play.builtin[1].when == ("serve | default(true)",)

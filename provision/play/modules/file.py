@@ -31,6 +31,8 @@ def plan(args: dict, state: State, ctx: Context) -> Action | None:
         if have == "absent":
             raise ArgError(f"{path} does not exist; state=file only changes an existing file "
                            "(use state=touch, copy or template to create it)")
+        if have != "file":
+            raise ArgError(f"{path} is a {have} on the host, not a file (state=file)")
         gaps = attr_gaps(args, st)
         return (Action("; ".join(gaps), shell.script(attr_lines(path, args)), touches=touches)
                 if gaps else None)
