@@ -99,9 +99,10 @@ class PlayHostRun(HostRun):
         plain = self.variables()
         for task in self._all_tasks():
             try:
-                out += self._probes(task, finish(MODULES[task.module],
-                                                 render(task.args, {**task.defaults, **plain,
-                                                                    **task.vars})))
+                args = render(task.args, {**task.defaults, **plain, **task.vars})
+                if has_template(args):  # a variable that itself needs facts
+                    continue
+                out += self._probes(task, finish(MODULES[task.module], args))
             except (ArgError, ProvisionError):
                 continue  # needs facts, or is wrong: it is probed (or fails) when it runs
         return out

@@ -38,7 +38,8 @@ def plan(args: dict, state: State, ctx: Context) -> Action | None:
     else:
         stdin = ctx.find_src(src).read_bytes()
         fetch = shell.fmt("cat > %s", tmp)
-    lines = [fetch, f"{untar} || {{ rm -f {shell.cmd(tmp)}; exit 1; }}", shell.cmd("rm", "-f", tmp)]
+    cleanup = shell.cmd("rm", "-f", tmp)
+    lines = [fetch, untar + " || { " + cleanup + "; exit 1; }", cleanup]
     return Action(f"{args['creates']} does not exist", shell.script(lines), stdin,
                   touches=(f"path:{args['creates']}",))
 
