@@ -132,3 +132,25 @@ def test_status_shows_the_exporter_port_only_when_it_listens() -> None:
     assert exporter_port(listening, {}) == "9835"
     assert exporter_port(facts, {}) is None
     assert exporter_port(listening, {"gpu_exporter_port": 9400}) is None
+
+
+def test_fabric_manager_preflight_says_why_when_the_driver_is_unknown() -> None:
+    from pathlib import Path
+
+    from provision.play.parser import parse_playbook
+    site = Path(__file__).resolve().parents[2] / "playbooks" / "site.yml"
+    (check,) = [t for t in parse_playbook(site)[0].roles_tasks if t.module == "assert"]
+    board = dataclasses.replace(facts_from_profile("a100x8"), driver_version=None,
+                                nvidia_smi_error="exit 9: NVIDIA-SMI has failed")
+    variables = {**fact_vars(board), "inventory_hostname": "gpu9"}
+    assert all(holds(c, variables) for c in check.when)  # still an NVSwitch board
+    spec_ = MODULES["assert"]
+    args = finish(spec_, render(check.args, variables))
+    with pytest.raises(ArgError) as caught:
+        spec_.plan(args, {}, Context("gpu9", holds=lambda c: holds(c, variables)))
+    assert "gpu9 is an NVSwitch board (8x NVIDIA A100-SXM4-80GB)" in str(caught.value)
+    assert "driver version is unknown (nvidia-smi: exit 9: NVIDIA-SMI has failed)" in str(
+        caught.value)
+    fine = {**fact_vars(facts_from_profile("a100x8")), "inventory_hostname": "gpu9"}
+    assert spec_.plan(finish(spec_, render(check.args, fine)), {},
+                      Context("gpu9", holds=lambda c: holds(c, fine))) is None
