@@ -64,6 +64,7 @@ class Options:
     ssh_config_path: str | None = None
     rollback: bool = True  # a new release that fails its gate is switched back to the old
     acceptance: bool = False  # after verify, the acceptance prompts (smoke deploys)
+    roles: tuple[str, ...] | None = None  # a playbook's built-in roles in order (None: all)
 
 
 @dataclass
@@ -170,7 +171,7 @@ class HostRun:
 
     def _converge(self) -> HostResult:
         facts = self.gather()
-        plan = make_plan(self.spec.name, facts, self.settings)
+        plan = make_plan(self.spec.name, facts, self.settings, self.options.roles)
         self.result.problems = list(plan.problems)
         for problem in plan.problems:
             self.reporter.problem(problem)

@@ -223,6 +223,9 @@ def _register_subcommands() -> None:
     main.add_command(inventory)
     for entry in entry_points(group="provision.commands"):
         main.add_command(entry.load(), entry.name)
+    from provision.play.command import register as register_play
+
+    register_play(main, _INVENTORY, _guarded)
 
 
 _register_subcommands()

@@ -70,11 +70,14 @@ def index_pages(settings: Settings) -> tuple[str, ...]:
                  for index, project in matrix.candidate_indexes(rel))
 
 
-def gather_command(settings: Settings) -> str:
+def gather_command(settings: Settings, tasks: list | None = None,
+                   tasks_script: str = "") -> str:
     """The one exec string: the facts script under the host's python3, framed JSON out.
 
     A host without that interpreter still prints a frame (with python3: false), so the
-    plan can report "python3 missing" with a fix instead of a parse error.
+    plan can report "python3 missing" with a fix instead of a parse error. `tasks` (probe
+    specs) and `tasks_script` (their stdlib code, prepended) are playbooks' hook: their
+    tasks' state comes back in the same trip as `tasks_state`.
     """
     args = {
         "venv_dir": settings.venv_dir,
@@ -95,7 +98,10 @@ def gather_command(settings: Settings) -> str:
         "web": web_fact_args(settings),
     }
     missing = json.dumps({"python3": False, "interpreter": settings.python})
-    run = shell.cmd(settings.python, "-c", _SCRIPT.read_text(), json.dumps(args))
+    if tasks:
+        args["tasks"] = tasks
+    code = (tasks_script + "\n" + _SCRIPT.read_text()) if tasks else _SCRIPT.read_text()
+    run = shell.cmd(settings.python, "-c", code, json.dumps(args))
     return (shell.fmt("if command -v %s >/dev/null 2>&1; then ", settings.python) + run
             + shell.fmt("; else printf '%%s\\n' %s %s %s; fi", BEGIN, missing, END))
 

@@ -281,6 +281,8 @@ def main():
         "model_present": any(os.path.isdir(p) for p in args["model_paths"]),
         "web": web(args["web"]) if args.get("web") else None,
     }
+    if args.get("tasks"):  # playbook tasks' state: provision/play/state_script.py is prepended
+        facts["tasks_state"] = tasks_state(args["tasks"])  # noqa: F821
     sys.stdout.write(f"\n{BEGIN}\n{json.dumps(facts)}\n{END}\n")
 
 

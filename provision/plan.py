@@ -89,8 +89,34 @@ def server_checks(settings: Settings, rel: matrix.Release,
         max_tokens=model.check_max_tokens if model else 32)
 
 
-def make_plan(host: str, facts: Facts, settings: Settings) -> Plan:
-    """Problems, and when none is an error, the steps that close the gap (maybe none)."""
+# The deployment's roles in `provision up`'s order; playbooks/fastdeploy.yml names them.
+ROLES = ("host_preparation", "release", "hosts_file", "service", "web_page")
+
+
+def role_steps(role: str, facts: Facts, settings: Settings, install: Install,
+               rel: matrix.Release, argv: tuple[str, ...], checks: ServerChecks) -> list[Step]:
+    """The steps of one built-in role (a playbook's role whose logic is this Python)."""
+    if role == "host_preparation":
+        return [s for s in (packages_step(facts),) if s]
+    if role == "release":
+        return release_steps(facts, settings, install)
+    if role == "hosts_file":
+        return hosts_steps(facts)
+    if role == "service":
+        return service_steps(facts, settings, argv, local_metrics=checks.metrics_local_only,
+                             flat_cache=rel.model_cache == "flat")
+    if role == "web_page":
+        return web_steps(facts, settings)
+    raise ValueError(f"unknown built-in role {role!r}; known: {', '.join(ROLES)}")
+
+
+def make_plan(host: str, facts: Facts, settings: Settings,
+              roles: tuple[str, ...] | None = None) -> Plan:
+    """Problems, and when none is an error, the steps that close the gap (maybe none).
+
+    `roles` (a playbook's built-in roles, in its order) picks and orders the steps;
+    None is `provision up`'s full deployment.
+    """
     problems = (*preflight(host, facts, settings), *web_problems(host, facts, settings))
     if any(p.severity == "error" for p in problems):
         return Plan(host, problems, (), None, (), settings.model, False)
@@ -102,14 +128,12 @@ def make_plan(host: str, facts: Facts, settings: Settings) -> Plan:
                        min((g.memory_total_mib for g in gpus), default=0))
     checks = server_checks(settings, rel, model)
     steps: list[Step] = []
-    packages = packages_step(facts)
-    if packages:
-        steps.append(packages)
-    steps += release_steps(facts, settings, install)
-    steps += hosts_steps(facts)
-    steps += service_steps(facts, settings, argv, local_metrics=checks.metrics_local_only,
-                           flat_cache=rel.model_cache == "flat")
-    web = web_steps(facts, settings)
+    web: list[Step] = []  # the chat page restarts on its own, after the API is verified
+    for role in ROLES if roles is None else roles:
+        if role == "web_page":
+            web += role_steps(role, facts, settings, install, rel, argv, checks)
+        else:
+            steps += role_steps(role, facts, settings, install, rel, argv, checks)
     restart = (any(s.notifies_restart for s in steps)
                or facts.installed.service_active != "active")
     return Plan(host, problems, (*steps, *web), install, argv, settings.model, restart, checks,

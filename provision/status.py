@@ -19,6 +19,7 @@ from provision.connection import Remote
 from provision.facts import gather_command, parse_facts
 from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
 from provision.plan import server_checks
+from provision.play.gpu_facts import exporter_port
 from provision.report import redact, table
 from provision.verify import Endpoint, check_chat
 from provision.webui.check import WebRoute
@@ -40,6 +41,7 @@ class StatusRow:
     chat_latency_s: float | None = None
     error: str | None = None
     web: str = "-"  # the chat page: HTTP status of its front page, "down", or "-" (web_ui off)
+    exporter: str | None = None  # the GPU metrics exporter's port when it listens (gpu_exporter)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +85,7 @@ def host_status(spec: HostSpec, settings: Settings, accept_new_host_key: bool = 
         row.gpus, row.driver, row.cuda = _gpus(facts), facts.driver_version, facts.cuda_version
         row.paddle, row.fastdeploy = installed.paddle_version, installed.fastdeploy_version
         row.release, row.service = installed.current_release, installed.service_active
+        row.exporter = exporter_port(facts, spec.vars)
         with Route(remote, settings) as route:
             endpoint = Endpoint(route.api, route.metrics, settings.model, settings.api_key,
                                 server_checks(settings, matrix.release(settings.fastdeploy_version),
@@ -145,13 +148,13 @@ def _latency(seconds: float | None) -> str:
 
 def render_rows(rows: list[StatusRow]) -> list[str]:
     head = ("host", "reachable", "gpus", "driver/cuda", "paddle", "fastdeploy", "release",
-            "service", "health", "model", "chat", "web")
+            "service", "health", "model", "chat", "web", "exporter")
     cells = [head]
     for r in rows:
         cells.append((r.host, "yes" if r.reachable else "NO", r.gpus,
                       f"{r.driver or '-'}/{r.cuda or '-'}", r.paddle or "-", r.fastdeploy or "-",
                       r.release or "-", r.service or "-", r.health, r.model or "-",
-                      _latency(r.chat_latency_s), r.web))
+                      _latency(r.chat_latency_s), r.web, r.exporter or "-"))
     return table(cells)
 
 

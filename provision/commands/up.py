@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from provision.apply import Options
 from provision.commands.targets import ConfigErrors, resolve_targets
+from provision.play.builtin import deployment_roles
 from provision.report import Reporter, to_json
 from provision.runner import EXIT_USAGE, exit_code, run_hosts
 
@@ -40,7 +41,7 @@ def run_up(args: UpArgs) -> int:
             print(json.dumps({"exit_code": EXIT_USAGE, "ok": False,
                               "errors": [str(e) for e in exc.errors], "hosts": []}, indent=2))
         return EXIT_USAGE
-    options = Options(check=args.check, diff=args.diff,
+    options = Options(check=args.check, diff=args.diff, roles=deployment_roles(),
                       accept_new_host_key=args.accept_new_host_key,
                       host_timeout=args.host_timeout)
     for _, settings in targets:

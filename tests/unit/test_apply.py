@@ -51,7 +51,7 @@ def world(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     state = {"plan": Plan("box", (), (), None, (), MODEL, False)}
     monkeypatch.setattr(apply, "gather_command", lambda s: "echo facts")
     monkeypatch.setattr(apply, "parse_facts", lambda host, out: FACTS)
-    monkeypatch.setattr(apply, "make_plan", lambda host, facts, s: state["plan"])
+    monkeypatch.setattr(apply, "make_plan", lambda host, facts, s, roles=None: state["plan"])
     monkeypatch.setattr(apply, "describe_plan", lambda plan: [f"would: {s.name}"
                                                                for s in plan.steps])
     monkeypatch.setattr(apply, "plan_diffs", lambda plan: "+ExecStart=...")
