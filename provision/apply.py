@@ -268,13 +268,18 @@ class HostRun:
             self.reporter.line(self.spec.name, step.name, "running", None, step.reason)
             start = time.monotonic()
             try:
-                got = self.remote.run(step.script, self.deadline.cap(step.timeout_s))
+                got = self.remote.run(step.script, self.deadline.cap(step.timeout_s),
+                                      stdin=step.upload.data if step.upload else None)
             except RemoteTimeout as exc:
                 self._record(step.name, "failed", time.monotonic() - start, str(exc))
                 self._fail(f"{self.spec.name}: step {step.name} timed out after "
                            f"{step.timeout_s}s: {exc}", "apply")
                 return False
             self.reporter.output(self.spec.name, got.stdout + got.stderr)
+            notes = [ln for ln in (got.stdout + got.stderr).splitlines()
+                     if ln.startswith("provision: ")]
+            if notes and not self.reporter.verbose:  # what the step itself wants said
+                self.reporter.output(self.spec.name, "\n".join(notes), always=True)
             if not got.ok:
                 tail = got.tail(30)
                 self._record(step.name, "failed", got.seconds, step.reason, tail)

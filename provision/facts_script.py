@@ -23,7 +23,7 @@ END = "===PROVISION-FACTS-END==="
 
 def read(path):
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
             return handle.read()
     except OSError:
         return None

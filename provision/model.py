@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from provision.upload import Upload
+
 Severity = Literal["error", "warning"]
 StepStatus = Literal["ok", "changed", "failed", "skipped"]
 HostStatus = Literal["ok", "changed", "failed", "unreachable"]
@@ -158,6 +160,8 @@ class Step:
     `script` is a POSIX shell script built exclusively with provision.shell helpers
     (every value quoted there); apply runs it as one SSH exec request.
     `diff` is a unified diff for --diff, when the step rewrites a file.
+    `upload` is a file whose bytes travel on the exec's stdin (never in argv); `script`
+    already holds the lines that put it in place.
     """
 
     name: str
@@ -166,6 +170,7 @@ class Step:
     diff: str | None = None
     notifies_restart: bool = False
     timeout_s: int = 1800
+    upload: Upload | None = None
 
 
 @dataclass(frozen=True)

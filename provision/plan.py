@@ -9,7 +9,7 @@ from __future__ import annotations
 from provision import matrix
 from provision.model import Facts, Install, Plan, Settings, Step
 from provision.preflight import model_fit, preflight, usable_gpus
-from provision.steps.hosts import hosts_steps
+from provision.steps.hosts import hosts_problems, hosts_steps
 from provision.steps.packages import packages_step
 from provision.steps.release import release_steps
 from provision.steps.service import service_steps
@@ -68,7 +68,7 @@ def server_args(settings: Settings, rel: matrix.Release, model: matrix.ModelInfo
 
 def make_plan(host: str, facts: Facts, settings: Settings) -> Plan:
     """Problems, and when none is an error, the steps that close the gap (maybe none)."""
-    problems = tuple(preflight(host, facts, settings))
+    problems = (*preflight(host, facts, settings), *hosts_problems(host, facts))
     if any(p.severity == "error" for p in problems):
         return Plan(host, problems, (), None, (), settings.model, False)
     rel = matrix.release(settings.fastdeploy_version)

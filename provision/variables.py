@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provision import matrix
+from provision import matrix, paths
 from provision.inventory import ExtraVars, apply_extra_vars, parse_extra_vars
 from provision.model import ConfigError, HostSpec, Settings
 
@@ -126,6 +126,8 @@ def _fraction(value: object) -> None:
 def _api_key(value: object) -> None:
     if _CONTROL.search(str(value)):
         raise Invalid("the API key must be one line without control characters")
+    if "'" in str(value):  # the env file quotes values with ' (systemd reads them literally)
+        raise Invalid("the API key must not contain a single quote ('); choose another key")
 
 
 def _server_args(value: object) -> None:
@@ -309,6 +311,7 @@ def _errors_and_values(spec: HostSpec) -> tuple[list[ConfigError], dict]:
             errors.append(ConfigError(where(var.name), var.name, _shown(var, raw), str(exc)))
             continue
         values[var.name] = _resolve_local(var.name, value)
+    errors += _path_errors(values, where)
     ports: dict[int, str] = {}
     for name in PORT_VARS:
         port = values.get(name, _DEFAULTS[name])
@@ -318,6 +321,19 @@ def _errors_and_values(spec: HostSpec) -> tuple[list[ConfigError], dict]:
                                       f"({', '.join(PORT_VARS)}) must all differ"))
         ports.setdefault(port, name)
     return errors, values
+
+
+def _path_errors(values: dict, where: Callable[[str], str]) -> list[ConfigError]:
+    """Each path alone (no system files or directories), then all of them together."""
+    errors = []
+    for name in paths.PATH_VARS:
+        why = paths.own_problem(name, values[name]) if values.get(name) else None
+        if why:
+            errors.append(ConfigError(where(name), name, values[name], why))
+    effective = {n: values.get(n, _DEFAULTS[n]) for n in paths.PATH_VARS}
+    for name, why in paths.overlap_problems(effective):
+        errors.append(ConfigError(where(name), name, effective[name], why))
+    return errors
 
 
 def settings_for(spec: HostSpec) -> Settings:

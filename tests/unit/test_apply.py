@@ -148,3 +148,26 @@ def test_verify_failure_carries_the_worker_log(world) -> None:
     result = converge_host(spec, settings, Options(), Reporter(out))
     assert result.failed_at == "verify"
     assert "not healthy within 5s" in result.error and "CUDA error 209" in result.error
+
+
+def test_api_key_reaches_the_env_file_but_never_argv(world) -> None:
+    """Finding G: the env file's bytes travel on stdin; the remote shell's argv lacks the key."""
+    from provision.steps.service import env_step
+    from tests.unit.lab_facts import facts_from_profile
+
+    spec, settings, state, tmp = world
+    key = "sk-secret-4242"
+    env_file = tmp / "etc" / "env"
+    step = env_step(facts_from_profile("a100"), replace(settings, api_key=key,
+                                                        env_file=str(env_file)))
+    assert step is not None
+    spy = shell.fmt("tr '\\0' ' ' < /proc/$$/cmdline > %s", tmp / "argv")
+    state["plan"] = replace(state["plan"], steps=(replace(
+        step, script=step.script.replace("set -eu\n", f"set -eu\n{spy}\n", 1)),))
+    result, out = _run(world)
+    assert [s.status for s in result.steps[:2]] == ["ok", "changed"], out
+    argv = (tmp / "argv").read_text()
+    assert "/bin/sh -c" in argv and "FD_API_KEY" not in argv and key not in argv
+    assert f"FD_API_KEY='{key}'" in env_file.read_text()
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    assert key not in out
