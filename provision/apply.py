@@ -32,6 +32,7 @@ from provision.model import (
 )
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.report import Reporter
+from provision.sandbox import host_sandbox
 from provision.steps.release import rollback_script
 from provision.verify import (
     DIAG_MARK,
@@ -244,7 +245,8 @@ class HostRun:
         vision = info.multimodal if info else "-VL-" in f"{self.settings.model} {plan.served_model}"
         with Route(self.remote, self.settings) as route:
             endpoint = Endpoint(route.api, route.metrics, plan.served_model, self.settings.api_key)
-            checks = run_acceptance(endpoint, vision=vision)
+            checks = run_acceptance(endpoint, vision=vision,
+                                    sandbox=host_sandbox(self._run_raw, self.settings.python))
         for check in checks:
             self._record(check.name, "ok" if check.ok else "failed", check.seconds,
                          check.detail if not check.ok else "")
@@ -253,6 +255,10 @@ class HostRun:
             self.result.failed_at = "verify"
             raise ProvisionError(f"{self.spec.name}: acceptance failed: "
                                  + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+
+    def _run_raw(self, script: str, timeout: float, stdin: bytes) -> tuple[int, str, str]:
+        got = self.remote.run(script, self.deadline.cap(timeout), stdin=stdin)
+        return got.rc, got.stdout, got.stderr
 
     def _check_only(self, plan: Plan) -> HostResult:
         self.reporter.block(f"--- {self.spec.name}: plan (check mode, nothing changed)",
