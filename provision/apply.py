@@ -8,17 +8,18 @@ health check answers at once.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from provision import shell
+from provision import pipfail, shell
 from provision.acceptance import run_acceptance
 from provision.connection import Remote, RemoteTimeout, Tunnel
 from provision.facts import gather_command, parse_facts
-from provision.matrix import model_info, release
+from provision.matrix import model_info
 from provision.model import (
     Facts,
     HostResult,
@@ -85,16 +86,12 @@ class HostAborted(ProvisionError):
 
 def explain_failure(step: Step, output: str, facts: Facts, settings: Settings) -> str:
     """Turn known remote failures into an error naming the cause and the fix."""
-    if "No matching distribution found" in output:
-        pythons = ", ".join(release(settings.fastdeploy_version).python) or "unknown"
-        return (
-            f"step {step.name}: pip found no matching distribution for Python "
-            f"{facts.python_version} on this host; FastDeploy {settings.fastdeploy_version} "
-            f"wheels are published for Python {pythons}. Fix: use a host (or `python` setting) "
-            "with a supported Python, or choose a fastdeploy_version that supports "
-            f"{facts.python_version}; also check that pip_extra_index_url serves the "
-            "ordinary dependencies"
-        )
+    wanted = re.search(r"(?:satisfies the requirement|distribution found for) (\S+==\S+)",
+                       output)
+    if wanted or pipfail.read_probe(output):
+        requirement = wanted.group(1) if wanted else "the package"
+        cause = pipfail.classify(output, requirement, facts.python_version)
+        return f"step {step.name}: {cause.message}"
     return f"step {step.name} failed"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from provision import shell
+from provision import pipfail, shell
 from provision.model import Facts, Install, Settings, Step
 
 MARKER = ".provision-complete"
@@ -51,14 +51,16 @@ def pip_args(package: str, index_url: str, extra_index_url: str | None) -> list[
 
 
 def _pip(python: str, log: str, args: list[str], hint: str) -> str:
-    """pip with its output kept; on "No matching distribution" a line naming the Python."""
+    """pip with its output kept; on "No matching distribution" a line naming the Python;
+    on any failure the index probe (pipfail), so the cause can be named."""
+    probe = pipfail.probe_line(python, args[args.index("-i") + 1], args[3].split("==")[0])
     return (
         shell.fmt("if ! %s -m pip ", python) + shell.cmd(*args)
         + shell.fmt(" > %s 2>&1; then cat %s", log, log)
         + shell.fmt("; if grep -q 'No matching distribution found' %s; then "
                     "printf '%%s\\n' \"provision: this host has $(%s -V 2>&1);\" %s; fi",
                     log, python, hint)
-        + shell.fmt("; exit 1; fi; cat %s", log)
+        + f"; {probe}" + shell.fmt("; exit 1; fi; cat %s", log)
     )
 
 

@@ -95,13 +95,19 @@ def test_steps_run_in_order_and_stop_at_the_first_failure(world) -> None:
     assert result.exec_requests == 3
 
 
-def test_pip_no_matching_distribution_names_the_python(world) -> None:
+def test_pip_failure_names_the_cause_from_the_hosts_probe(world) -> None:
+    """Finding F end to end over SSH: the probe runs in the failing step, apply names the
+    cause (here: the index is closed) instead of blaming the Python version."""
+    from provision import pipfail
+
     spec, settings, state, tmp = world
+    probe = pipfail.probe_line("python3", "http://127.0.0.1:9/cu126/", "fastdeploy-gpu", 2)
     state["plan"] = replace(state["plan"], steps=(_step(
-        "fastdeploy", "echo 'ERROR: No matching distribution found for fastdeploy-gpu==2.5.0'",
-        "exit 1"),))
+        "release", "echo 'ERROR: No matching distribution found for fastdeploy-gpu==2.5.0'",
+        probe, "exit 1"),))
     result, _ = _run(world)
-    assert "Python 3.11.2" in result.error and "Python 3.10" in result.error
+    assert "unreachable from the host: http://127.0.0.1:9/cu126/fastdeploy-gpu/" in result.error
+    assert "Python" not in result.error
 
 
 def test_preflight_errors_change_nothing(world) -> None:

@@ -312,3 +312,48 @@ def test_env_diff_masks_the_value_not_its_letters() -> None:
     assert step is not None
     assert "FD_API_KEY=********" in (step.diff or "")
     assert "Managed by provision" in (step.diff or "")
+
+
+# --------------------------------------------------------------------------- dpkg lock
+
+
+def test_held_dpkg_lock_is_waited_for_bounded_with_a_line(tmp_path: Path) -> None:
+    """Finding I: the lock wait says who holds it, waits, and gives up with a fix.
+
+    The wait is run for real against a lock file held (fcntl, as apt holds it) by a
+    process of this test, first released in time, then never.
+    """
+    import sys
+
+    from provision.steps.packages import WAIT_LOCKS
+
+    lock = tmp_path / "lock-frontend"
+    lock.write_text("")
+    holder = ("import fcntl, sys, time\nf = open(sys.argv[1], 'w')\n"
+              "fcntl.lockf(f, fcntl.LOCK_EX)\nprint('held', flush=True)\n"
+              "time.sleep(float(sys.argv[2]))\n")
+    for hold_s, limit, rc in (("3", "30", 0), ("60", "2", 1)):
+        proc = subprocess.Popen([sys.executable, "-c", holder, str(lock), hold_s],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+            done = subprocess.run([sys.executable, "-c", WAIT_LOCKS, limit, str(lock)],
+                                  capture_output=True, text=True, timeout=60)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert done.returncode == rc, done.stderr
+        assert "is held by python" in done.stdout and f"(pid {proc.pid})" in done.stdout
+        assert f"waiting up to {limit}s" in done.stdout
+        if rc:
+            assert "still held" in done.stderr and "Fix:" in done.stderr
+
+
+def test_packages_step_waits_for_the_lock_before_apt() -> None:
+    from provision.steps.packages import packages_step
+
+    step = packages_step(facts_from_profile("a100", has_venv=False))
+    assert step is not None
+    script = step.script
+    assert script.index("lock-frontend") < script.index("apt-get") < script.index("update")
+    assert script.count("DPkg::Lock::Timeout=") == 2
