@@ -230,6 +230,7 @@ class HostResult:
     out_of_service_s: float | None = None  # from the restart until healthy again
     rolled_back: bool = False  # the new release failed its gate; the old one serves again
     failed_at: str | None = None  # connect, facts, preflight, apply or verify: picks the exit code
+    touched: bool = False  # a change to the host began (a step, restart or recovery was sent)
 
 
 # --------------------------------------------------------------------------- settings

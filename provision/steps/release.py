@@ -109,15 +109,6 @@ def link_lines(venv: str, target: str) -> list[str]:
     return [shell.cmd("ln", "-sfn", target, tmp), shell.cmd("mv", "-T", tmp, venv)]
 
 
-def rollback_script(settings: Settings, release: str) -> str:
-    """Back to a release that served before, and restart on it (one exec)."""
-    return shell.script([
-        *link_lines(settings.venv_dir, f"{settings.releases_dir}/{release}"),
-        shell.cmd("systemctl", "reset-failed", settings.service_name) + " || true",
-        shell.cmd("systemctl", "restart", settings.service_name),
-    ])
-
-
 def switch_step(facts: Facts, settings: Settings, install: Install) -> Step:
     venv, target = settings.venv_dir, f"{settings.releases_dir}/{install.release}"
     lines = [shell.cmd("mkdir", "-p", venv.rsplit("/", 1)[0] or "/")]
