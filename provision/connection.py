@@ -43,8 +43,14 @@ KEEPALIVE_S = 10.0  # like ssh's ServerAliveInterval
 KEEPALIVE_MISSES = 3  # like ServerAliveCountMax: dead after 30 s without an answer
 HOST_KILL_GRACE_S = 5  # the host's own timeout fires this long after ours
 PGID_MARK = "provision-pgid:"
+BEAT = b"\x1e"  # the watcher's heartbeat on stderr, removed from what the caller sees
 # Runs the script ($1) under timeout ($2 s): its own process group, killed there when due.
-_WRAP = ('echo "provision-pgid: $$" >&2; '
+# A watcher writes a heartbeat byte to stderr every second: once this side is gone (the client
+# died, the connection was torn down) the write fails and the watcher kills the group, so
+# nothing the tool started outlives it on the host by much.
+_WRAP = ('echo "provision-pgid: $$" >&2\n'
+         "( trap '' PIPE; while sleep 1 && kill -0 $$ 2>/dev/null; do "
+         "printf '\\036' >&2 || { kill -TERM -$$; exit 0; }; done ) </dev/null &\n"
          'exec timeout -k 5 "$2" /bin/sh -c "$1"')
 _KNOWN_HOSTS_LOCK = threading.Lock()  # accepted keys from parallel hosts append one at a time
 
@@ -453,10 +459,10 @@ def _read_pgid(err: bytes) -> int | None:
 
 
 def _without_pgid(err: bytes) -> bytes:
-    """stderr without the wrapper's announcement line."""
+    """stderr without the wrapper's announcement line and heartbeats."""
     if err.startswith(PGID_MARK.encode()):
-        return err.partition(b"\n")[2]
-    return err
+        err = err.partition(b"\n")[2]
+    return err.replace(BEAT, b"")
 
 
 class Tunnel:

@@ -5,7 +5,8 @@ while only the last one serves. So each run that may change a host first opens o
 long-lived SSH session that takes `flock` on a file under /run and then just reads its
 stdin. The lock is released when that session ends, which is when this connection ends,
 however it ends (closed, the tool killed; a cut link at the latest when the holder's own
-time limit, the run's per-host limit, runs out). A second run waits up to `wait_s`,
+time limit, the run's per-host limit, runs out; a heartbeat written every 5 s ends it as
+soon as the host's sshd has dropped the session). A second run waits up to `wait_s`,
 saying who holds it, then fails naming the holder. One exec request.
 """
 
@@ -31,6 +32,7 @@ if ! flock -n 9; then
 fi
 printf '%s since %s\n' "$3" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$1.holder"
 echo provision-lock-held
+( exec 9>&-; trap '' PIPE; while printf '\036' && sleep 5; do :; done; kill $$ ) &
 exec timeout "$4" cat > /dev/null
 """
 

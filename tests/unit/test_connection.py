@@ -227,8 +227,11 @@ def test_host_side_timeout_kills_even_when_nobody_asks(sshd: Sshd, tmp_path: Pat
     pidfile = tmp_path / "pid"
     import subprocess
 
-    done = subprocess.run(["/bin/sh", "-c", _WRAP, "provision",
-                           f"sleep 300 & echo $! > {pidfile}; wait", "1"],
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 124 and done.stderr.startswith("provision-pgid: ")
+    err = tmp_path / "err"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(["/bin/sh", "-c", _WRAP, "provision",
+                                 f"sleep 300 & echo $! > {pidfile}; wait", "1"],
+                                stdout=subprocess.DEVNULL, stderr=sink)
+        assert proc.wait(timeout=30) == 124
+    assert err.read_text().startswith("provision-pgid: ")
     assert _gone(int(pidfile.read_text()))
