@@ -283,6 +283,9 @@ class HostRun:
         if not got.ok:
             self._record("rollback", "failed", got.seconds, f"back to {previous}", got.tail(30))
             raise ProvisionError(f"{error}\nrollback to {previous} failed: {got.tail(10)}")
+        if recovered(got.stdout) is None:  # stopped before the guard was armed
+            self._record("rollback", "ok", got.seconds, "nothing had been switched yet")
+            raise ProvisionError(f"{error}\nnothing that served had been replaced")
         self._record("rollback", "changed", got.seconds, f"back to {previous}")
         self.result.rolled_back = True
         with Route(self.remote, self.settings) as route:
@@ -349,7 +352,8 @@ class HostRun:
             except (RemoteTimeout, RemoteCancelled) as exc:
                 self._record(step.name, "failed", time.monotonic() - start, str(exc))
                 self.result.failed_at = "apply"
-                raise StepFailed(f"{self.spec.name}: step {step.name}: {exc}") from None
+                raise StepFailed(f"{self.spec.name}: step {step.name}: "
+                                 f"{str(exc).removeprefix(self.spec.name + ': ')}") from None
             self.reporter.output(self.spec.name, got.stdout + got.stderr)
             notes = [ln for ln in (got.stdout + got.stderr).splitlines()
                      if ln.startswith("provision: ")]

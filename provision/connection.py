@@ -326,6 +326,7 @@ class Remote:
             rc = chan.recv_exit_status()
         except (RemoteTimeout, RemoteCancelled):
             self._kill_group(pgid)
+            _until_closed(chan, 15)  # it has ended on the host before anyone acts on that
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise UnreachableError(
@@ -419,9 +420,11 @@ class Remote:
                     pgid.append(found)
             if ended and not chan.recv_ready() and not chan.recv_stderr_ready():
                 return bytes(out), bytes(err)
-            if cancel is not None and cancel.is_set():
+            if cancel is not None and cancel.is_set() and (pgid or time.monotonic() > deadline):
                 raise RemoteCancelled(f"{self.spec.name}: interrupted; the running command "
                                       "was stopped on the host")
+            if cancel is not None and cancel.is_set():  # its group not announced yet: soon
+                deadline = min(deadline, time.monotonic() + 5)
             left = deadline - time.monotonic()
             if left <= 0:
                 last = (bytes(out) + _without_pgid(bytes(err)))[-400:]
@@ -438,6 +441,17 @@ class Remote:
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> Tunnel:
         """A local port that reaches `remote_host:remote_port` as seen from the host."""
         return Tunnel(self._transport(), remote_host, remote_port)
+
+
+def _until_closed(chan: paramiko.Channel, seconds: float) -> None:
+    """Wait (bounded) until a killed command's channel reports its end."""
+    end = time.monotonic() + seconds
+    while not (chan.exit_status_ready() or chan.closed) and time.monotonic() < end:
+        while chan.recv_ready():
+            chan.recv(65536)
+        while chan.recv_stderr_ready():
+            chan.recv_stderr(65536)
+        select.select([chan], [], [], 0.2)
 
 
 def _ping(transport: paramiko.Transport, answered: threading.Event) -> None:
