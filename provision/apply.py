@@ -24,7 +24,7 @@ from provision.guard import (
     SERVING_STEPS,
     Guard,
     armed,
-    commit_script,
+    confirm_script,
     guard_for,
     pending_dir,
     recover_prefix,
@@ -46,6 +46,7 @@ from provision.model import (
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.report import Reporter
 from provision.sandbox import host_sandbox
+from provision.steps.service import exec_argv
 from provision.verify import (
     DIAG_MARK,
     Check,
@@ -254,12 +255,12 @@ class HostRun:
                 restarted.append(time.monotonic())
                 self._restart()
             self._verify(plan)
+            if plan.steps or plan.restart:
+                self._confirm(plan)
         except (ProvisionError, KeyboardInterrupt) as exc:
             if isinstance(exc, UnreachableError) or not (guard and self.guard_started):
                 raise
             self._roll_back(str(exc), restarted[0] if restarted else None)
-        if guard is not None and self.guard_started:
-            self._commit()
         if restarted:
             self.result.out_of_service_s = round(time.monotonic() - restarted[0], 3)
         if self.options.acceptance:
@@ -268,11 +269,21 @@ class HostRun:
 
     # ---------------------------------------------------------------- rollback
 
-    def _commit(self) -> None:
-        got = self.remote.run(commit_script(self.settings), self.deadline.cap(60))
+    def _confirm(self, plan: Plan) -> None:
+        """What answered is what this run deployed (release link and the server's flags);
+        then the way back is forgotten. Another run or a hand edit fails the host."""
+        release = plan.install.release if plan.install else None
+        argv = exec_argv(self.settings, plan.server_argv)
+        got = self.remote.run(confirm_script(self.settings, release, argv), self.deadline.cap(60))
+        self._record("verify serving", "ok" if got.ok else "failed", got.seconds,
+                     "" if got.ok else got.tail(10))
+        if got.rc == 3:
+            self.result.failed_at = "verify"
+            raise ProvisionError(f"{self.spec.name}: a server answered, but not the one this "
+                                 f"run deployed: {got.tail(10)}")
         if not got.ok:
-            raise ProvisionError(f"{self.spec.name}: verified, but removing "
-                                 f"{pending_dir(self.settings)} failed: {got.tail(5)}")
+            raise ProvisionError(f"{self.spec.name}: checking what serves failed "
+                                 f"(exit {got.rc}): {got.tail(5)}")
 
     def _roll_back(self, error: str, restarted: float | None) -> None:
         """Restore what served (link, unit, env), restart, prove it answers; still a failure."""
@@ -429,33 +440,49 @@ class HostRun:
 
 
 def _direct(host: str, port: int, timeout: float = 3.0) -> bool:
-    """Can this machine open TCP to host:port? Refused counts as yes: the server is loading."""
+    """Can this machine open TCP to host:port? Only a real connection counts: "refused"
+    from an address that may not be this host's server proves nothing."""
     try:
         socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except ConnectionRefusedError:
         return True
     except OSError:
         return False
 
 
 class Route:
-    """The HTTP base URLs of a host's server: direct when reachable, else SSH tunnels."""
+    """The HTTP base URLs of a host's server, reached through the SSH connection.
+
+    A port forward to the host's own loopback can only reach this host's server, so what
+    answers there is what this run verifies, and "refused" there really means the server
+    has not opened its port yet (loading). The address the SSH connection uses may be a
+    mapped port, a bastion, or another machine entirely; asking it directly could verify
+    some other server. Only when the host's sshd forbids forwarding is the server asked
+    directly, and then only a port that accepts a connection counts.
+    """
 
     def __init__(self, remote: Remote, settings: Settings,
                  probe: Callable[[str, int], bool] = _direct) -> None:
         self._tunnels: list[Tunnel] = []
-        host = remote.hostname
-        if not remote.via_gateway and probe(host, settings.api_port):
-            name = f"[{host}]" if ":" in host else host
-            self.api = f"http://{name}:{settings.api_port}"
-            self.metrics = f"http://{name}:{settings.metrics_port}"
-            self.tunnelled = False
-        else:
+        target = settings.server_host
+        if target in ("0.0.0.0", "::", ""):
+            target = "127.0.0.1"
+        if remote.can_forward(target, settings.api_port):
             ports = (settings.api_port, settings.metrics_port)
-            self._tunnels = [remote.forward(port) for port in ports]
+            self._tunnels = [remote.forward(port, target) for port in ports]
             self.api, self.metrics = (f"http://127.0.0.1:{t.local_port}" for t in self._tunnels)
             self.tunnelled = True
+            return
+        host = remote.hostname
+        if not probe(host, settings.api_port):
+            raise ProvisionError(
+                f"{remote.spec.name}: the host's sshd refuses port forwarding and "
+                f"{host}:{settings.api_port} does not accept connections from here, so the "
+                "server cannot be verified. Fix: allow forwarding for this user "
+                "(AllowTcpForwarding in sshd_config) or open the API port to this machine")
+        name = f"[{host}]" if ":" in host else host
+        self.api = f"http://{name}:{settings.api_port}"
+        self.metrics = f"http://{name}:{settings.metrics_port}"
+        self.tunnelled = False
 
     def __enter__(self) -> Route:
         return self

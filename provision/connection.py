@@ -438,6 +438,20 @@ class Remote:
 
     # ------------------------------------------------------------------ forwarding
 
+    def can_forward(self, host: str, port: int) -> bool:
+        """Whether sshd lets this connection forward to host:port. A refused connect there
+        still counts as yes (forwarding works; nothing listens yet); "administratively
+        prohibited" (AllowTcpForwarding no) as no. No exec request."""
+        try:
+            chan = self._transport().open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                                  timeout=self.connect_timeout)
+        except paramiko.ChannelException as exc:
+            return exc.code != paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        except (paramiko.SSHException, OSError, EOFError):
+            return False
+        chan.close()
+        return True
+
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> Tunnel:
         """A local port that reaches `remote_host:remote_port` as seen from the host."""
         return Tunnel(self._transport(), remote_host, remote_port)

@@ -145,9 +145,30 @@ def recover_prefix(settings: Settings, check: bool) -> str:
                                                            "  systemctl daemon-reload || true"))
 
 
-def commit_script(settings: Settings) -> str:
-    """The new state is verified: forget the way back."""
-    return shell.script([shell.cmd("rm", "-rf", pending_dir(settings))])
+SERVING = "provision-serving:"
+
+
+def confirm_script(settings: Settings, release: str | None, argv: tuple[str, ...]) -> str:
+    """After verification: prove the server that answered runs this run's release and flags
+    (the unit's main process and the venv link), then forget the way back (commit).
+
+    Exits 3 printing SERVING lines when something else serves (another run, a hand edit).
+    """
+    lines = [
+        shell.fmt('pid="$(systemctl show -p MainPID --value %s)"', settings.service_name),
+        shell.fmt('if [ -z "$pid" ] || [ "$pid" = 0 ]; then echo "%s no main process"; exit 3; fi',
+                  SERVING),
+        "got=\"$(tr '\\0' '\\n' < /proc/$pid/cmdline)\"",
+        shell.fmt('if [ "$got" != %s ]; then echo "%s the server runs:"; printf \'%%s\\n\' "$got"; '
+                  'exit 3; fi', "\n".join(argv), SERVING),
+    ]
+    if release:
+        target = f"{settings.releases_dir}/{release}"
+        lines.append(shell.fmt('if [ "$(readlink %s)" != %s ]; then echo "%s %s points at '
+                               '$(readlink %s)"; exit 3; fi', settings.venv_dir, target, SERVING,
+                               settings.venv_dir, settings.venv_dir))
+    lines.append(shell.cmd("rm", "-rf", pending_dir(settings)))
+    return shell.script(lines)
 
 
 def recovered(output: str) -> str | None:

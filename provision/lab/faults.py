@@ -152,3 +152,53 @@ def wait_for(predicate, timeout: float, every: float = 0.5) -> bool:
             return True
         time.sleep(every)
     return False
+
+
+class SshOnlyForward:
+    """A port on this machine that forwards to the host's SSH port only, as a GPU cloud's
+    mapped port does: the host's other ports are not reachable through it."""
+
+    def __init__(self, host: LabHost) -> None:
+        self.target = (host.address, 22)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+
+    def __enter__(self) -> SshOnlyForward:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

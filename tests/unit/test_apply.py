@@ -178,3 +178,45 @@ def test_api_key_reaches_the_env_file_but_never_argv(world) -> None:
     assert f"FD_API_KEY='{key}'" in env_file.read_text()
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     assert key not in out
+
+
+# --------------------------------------------------------------------------- where verify goes
+
+
+def test_verify_goes_through_the_ssh_connection(world, sshd: Sshd) -> None:
+    """Finding A: the server is asked on the host's own loopback, through the connection,
+    never at the SSH address (a mapped port or bastion there could be another server)."""
+    spec, settings, _, _ = world
+    asked: list[tuple[str, int]] = []
+    with apply.Remote(spec, settings) as remote:
+        route = apply.Route(remote, settings, probe=lambda h, p: asked.append((h, p)) or True)
+        with route:
+            assert route.tunnelled and asked == []
+            import requests
+
+            assert requests.get(f"{route.api}/health", timeout=5).status_code == 200
+
+
+def test_without_forwarding_only_a_port_that_answers_is_used(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """sshd forbids forwarding: direct only when the port accepts; else a clear error at
+    once instead of taking "refused" for "loading" until health_timeout."""
+    from provision.model import ProvisionError
+
+    closed = Sshd(tmp_path_factory.mktemp("sshd-noforward"), forwarding=False)
+    try:
+        monkeypatch.setenv("HOME", str(tmp_path))
+        known = tmp_path / "known_hosts"
+        known.write_text(closed.known_hosts_line())
+        settings = Settings(known_hosts_file=str(known), api_port=9, metrics_port=10)
+        spec = HostSpec(name="box", address="127.0.0.1", port=closed.port,
+                        key_file=str(closed.client_key))
+        with apply.Remote(spec, settings) as remote:
+            assert not remote.can_forward("127.0.0.1", 9)
+            with apply.Route(remote, settings, probe=lambda h, p: True) as route:
+                assert not route.tunnelled and route.api == "http://127.0.0.1:9"
+            with pytest.raises(ProvisionError, match="refuses port forwarding"):
+                apply.Route(remote, settings, probe=lambda h, p: False)
+    finally:
+        closed.stop()

@@ -254,3 +254,18 @@ def test_api_key_with_a_quote_is_a_config_error_and_hidden() -> None:
 
     [error] = check_all([HostSpec(name="a", address="10.0.0.1", vars={"api_key": "ab'cd"})])
     assert error.key == "api_key" and "ab'cd" not in str(error) and "single quote" in str(error)
+
+
+def test_group_cycle_and_forged_host_names_are_config_errors(tmp_path: Path) -> None:
+    """Smaller findings: a cycle is one line (no traceback); a name cannot forge log lines."""
+    cycle = tmp_path / "cycle.yml"
+    cycle.write_text("all:\n  children:\n    a:\n      children:\n        b:\n    b:\n"
+                     "      children:\n        a:\n      hosts:\n        gpu1:\n")
+    with pytest.raises(ConfigErrors) as err:
+        resolve_targets(str(cycle), "gpu1", None, ())
+    assert "its own child" in str(err.value)
+    names = tmp_path / "names.yml"
+    names.write_text('all:\n  hosts:\n    "gpu1\\nFAKE LINE":\n    "a b;c":\n    gpu-2.lab:\n')
+    with pytest.raises(ConfigErrors) as err:
+        resolve_targets(str(names), None, "all", ())
+    assert [e.value for e in err.value.errors] == ["gpu1\nFAKE LINE", "a b;c"]
