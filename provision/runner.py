@@ -26,7 +26,8 @@ from provision.report import Reporter
 EXIT_OK = 0
 EXIT_FAILED = 1  # a step, the restart or the verification failed (or a host ran out of time)
 EXIT_USAGE = 2  # bad command line, inventory or variable: no host was contacted
-EXIT_UNREACHABLE = 3  # a host could not be reached (network, auth, host key): it was not touched
+EXIT_UNREACHABLE = 3  # a host could not be reached, or the link died midway (the message says
+#                       whether the host was changed; a change is rolled back by the next run)
 EXIT_REFUSED = 4  # pre-flight found problems on a host: nothing was changed on it
 
 GRACE_S = 120.0  # beyond a host's own deadline, before the runner gives up on it

@@ -32,14 +32,20 @@ def ensure_unreachable_route() -> None:
     run("ip", "route", "replace", "unreachable", f"{paths.SUBNET}.0/24", "metric", ROUTE_METRIC)
 
 
+_CUTS: dict[str, threading.Event] = {}  # host -> set when its link is restored early
+
+
 def cut_link(host: LabHost, seconds: float) -> threading.Thread:
-    """Take the host's eth0 down now and up again after `seconds` (returns the timer)."""
+    """Take the host's eth0 down now and up again after `seconds` (returns the timer);
+    restore_link ends the cut early (and for good: a later timer does nothing)."""
     ns = netns_name(host.name)
+    restored = threading.Event()
+    _CUTS[host.name] = restored
     run("ip", "-n", ns, "link", "set", "eth0", "down")
 
     def restore() -> None:
-        time.sleep(seconds)
-        run("ip", "-n", ns, "link", "set", "eth0", "up", check=False)
+        if not restored.wait(seconds):
+            run("ip", "-n", ns, "link", "set", "eth0", "up", check=False)
 
     timer = threading.Thread(target=restore, daemon=True)
     timer.start()
@@ -47,6 +53,9 @@ def cut_link(host: LabHost, seconds: float) -> threading.Thread:
 
 
 def restore_link(host: LabHost) -> None:
+    cut = _CUTS.pop(host.name, None)
+    if cut is not None:
+        cut.set()
     run("ip", "-n", netns_name(host.name), "link", "set", "eth0", "up", check=False)
 
 
