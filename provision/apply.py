@@ -402,6 +402,7 @@ class HostRun:
                 self.deadline.cap(self.settings.health_timeout),
                 unit_state=self._unit_state_or_abort,
                 progress=self._health_progress,
+                sleep=self._sleep_or_abort,
             )
         for check in checks:
             self._record(f"{prefix} {check.name}", "ok" if check.ok else "failed",
@@ -414,6 +415,11 @@ class HostRun:
     def _health_progress(self, text: str) -> None:
         self._check_abort()
         self.reporter.line(self.spec.name, "health", "waiting", None, text)
+
+    def _sleep_or_abort(self, seconds: float) -> None:
+        """The health wait's pause, cut short by an interruption (it then stops at once)."""
+        self.abort.wait(seconds)
+        self._check_abort()
 
     def _unit_state_or_abort(self):
         self._check_abort()
