@@ -20,11 +20,13 @@ PHASES = {"build": "building the release", "switch": "switching the link",
           "restart": "restarting", "health": "waiting for health"}
 
 
-def _exit(fault: str, code: int) -> str:
+def _exit(fault: str, outcome: dict) -> str:
     if fault == "kill":
         return "killed"
+    code = outcome["exit"]
     meaning = {1: "failed", 3: "unreachable, says the host was changed"}.get(code, "")
-    return f"{code} ({meaning})" if meaning else str(code)
+    text = f"{code} ({meaning})" if meaning else str(code)
+    return f"{text} after {outcome['seconds']:.0f} s"
 
 
 def _how(outcome: dict) -> str:
@@ -43,7 +45,7 @@ def render(results: dict) -> str:
             outcome = results.get(f"{fault}/{phase}")
             if outcome is None:
                 continue
-            rows.append(f"| {fault_text} | {phase_text} | {_exit(fault, outcome['exit'])} | "
+            rows.append(f"| {fault_text} | {phase_text} | {_exit(fault, outcome)} | "
                         f"the previous release, unit and env file | {_how(outcome)} |")
     return "\n".join(rows) + "\n"
 
