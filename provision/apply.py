@@ -257,7 +257,7 @@ class HostRun:
             self._verify(plan)
             if plan.steps or plan.restart:
                 self._confirm(plan)
-        except (ProvisionError, KeyboardInterrupt) as exc:
+        except ProvisionError as exc:
             if isinstance(exc, UnreachableError) or not (guard and self.guard_started):
                 raise
             self._roll_back(str(exc), restarted[0] if restarted else None)
