@@ -74,7 +74,9 @@ def hold_dpkg_lock(host: LabHost, seconds: float) -> None:
 
 
 def kill_host(host: LabHost) -> None:
-    """The host dies at once (its systemd-nspawn killed): no FIN, no RST, just silence."""
+    """The host dies: its link goes silent first (so no FIN or RST reaches anyone, as with a
+    lost machine), then its container is stopped and its state removed."""
+    run("ip", "-n", netns_name(host.name), "link", "set", "eth0", "down", check=False)
     machine.stop(host)
 
 

@@ -25,8 +25,7 @@ def _exit(fault: str, outcome: dict) -> str:
         return "killed"
     code = outcome["exit"]
     meaning = {1: "failed", 3: "unreachable, says the host was changed"}.get(code, "")
-    text = f"{code} ({meaning})" if meaning else str(code)
-    return f"{text} after {outcome['seconds']:.0f} s"
+    return f"{code} ({meaning})" if meaning else str(code)
 
 
 def _how(outcome: dict) -> str:

@@ -243,3 +243,27 @@ def test_held_dpkg_lock_is_waited_for(hosts, inventory, home) -> None:
     assert "waiting up to 600s" in done.stdout
     assert time.monotonic() - start >= 15
     assert "packages | changed" in done.stdout
+
+
+# --------------------------------------------------------------------------- E: a dying host
+
+
+def test_a_host_that_dies_midway_is_reported_within_the_keepalive(lab, hosts, inventory,
+                                                                  home) -> None:
+    """Finding E: silence from a dead host fails within the keepalive limit (30 s), exit 3,
+    saying the host was changed and what the next run will do."""
+    host = hosts["index"]
+    done = provision(home, "up", "-i", inventory, "--host", host.name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lab.break_version("2.4.0", [host.name])
+    run = Run(home, "-i", inventory, "--host", host.name, "--json",
+              "-e", "fastdeploy_version=2.4.0", "-e", "health_timeout=300")
+    assert run.wait_for("| health | waiting"), run.text
+    start = time.monotonic()
+    faults.kill_host(host)
+    code = run.finish()
+    took = time.monotonic() - start
+    assert code == 3, run.text
+    assert took < 75, f"a dead host took {took:.0f}s to notice"
+    error = json.loads(run.stdout)["hosts"][0]["error"]
+    assert "WAS changed" in error and "next run on this host rolls it back" in error, error
