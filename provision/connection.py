@@ -52,6 +52,10 @@ _WRAP = ('echo "provision-pgid: $$" >&2\n'
          "( trap '' PIPE; while sleep 1 && kill -0 $$ 2>/dev/null; do "
          "printf '\\036' >&2 || { kill -TERM -$$; exit 0; }; done ) </dev/null &\n"
          'exec timeout -k 5 "$2" /bin/sh -c "$1"')
+# Stops process group $1 (negative: dash's kill takes no "--"): TERM, 2 s, then KILL.
+_KILL = ('kill -TERM "$1" 2>/dev/null || exit 0\n'
+         'for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$1" 2>/dev/null || exit 0; sleep 0.2; done\n'
+         'kill -KILL "$1" 2>/dev/null; true')
 _KNOWN_HOSTS_LOCK = threading.Lock()  # accepted keys from parallel hosts append one at a time
 
 
@@ -351,8 +355,7 @@ class Remote:
             chan = self._transport().open_session(timeout=self.connect_timeout)
             self.exec_requests += 1
             chan.exec_command(self._command(
-                shell.cmd("/bin/sh", "-c", 'kill -TERM "$1" 2>/dev/null; sleep 2; '
-                          'kill -KILL "$1" 2>/dev/null; true', "provision", group)))
+                shell.cmd("/bin/sh", "-c", _KILL, "provision", group)))
             chan.recv_exit_status()
             chan.close()
         except (ProvisionError, paramiko.SSHException, OSError, EOFError):

@@ -65,7 +65,7 @@ def test_timeout_stops_waiting(sshd: Sshd, tmp_path: Path) -> None:
         start = time.monotonic()
         with pytest.raises(RemoteTimeout, match="box"):
             remote.run("echo started; sleep 30", timeout=1.0)
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < 12  # 1 s, then the command is stopped on the host
 
 
 def test_unknown_key_refused_with_fingerprint_and_fix(sshd: Sshd, tmp_path: Path) -> None:
