@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -62,8 +61,7 @@ def test_second_run_waits_then_names_the_holder(lab, main, inventory, home) -> N
         assert first.wait_for("| health | waiting"), first.text
         second = provision(home, "up", "-i", inventory, "--host", main.name, "--lock-wait", "3",
                            "-e", f"api_key={KEY}")
-        first.proc.send_signal(signal.SIGINT)
-        assert first.finish() == 1
+        assert first.finish() == 1  # the broken 2.4.0 fails its gate: rolled back
     finally:
         lab.mend([main.name])
     assert second.returncode == 1, second.stdout + second.stderr
