@@ -27,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from provision.lab.lab import Lab  # noqa: E402
+from provision_lab.lab import Lab  # noqa: E402
 
 SITE = ROOT / "tests" / "fixtures" / "playbooks" / "site"
 DEPLOY = yaml.safe_load((ROOT / "playbooks" / "fastdeploy.yml").read_text())[0]

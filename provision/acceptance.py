@@ -14,8 +14,6 @@ import functools
 import json
 import re
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from importlib import resources
 import requests
 import yaml
 
+from provision.sandbox import Sandbox
 from provision.verify import Check, Endpoint, chat_body
 
 ANSWER_TOKENS = 512  # a thinking model that cannot stop gets the model's own, larger budget
@@ -114,27 +113,30 @@ def extract_code(answer: str) -> str:
     return match.group(1) if match else answer
 
 
-def judge_python_function(expected: dict, answer: str, timeout_s: float = 5.0) -> Verdict:
-    """Run the answer's function on known inputs in an isolated interpreter with a deadline.
+def judge_python_function(expected: dict, answer: str, sandbox: Sandbox | None,
+                          timeout_s: float = 5.0) -> Verdict:
+    """Run the answer's function on known inputs in a sandbox on the GPU host, with a deadline.
 
-    The code comes from a model, so it runs in a separate `python -I` process with an empty
-    environment and a timeout, never in this process.
+    The code comes from a model: untrusted. It runs only in `sandbox` (provision.sandbox: a
+    throwaway systemd unit on the host under test), never on this machine; without a
+    sandbox the check is not run at all and fails saying so.
     """
     name, cases = expected["function"], expected["cases"]
     code = extract_code(answer)
     if not re.search(rf"^\s*def\s+{re.escape(name)}\s*\(", code, re.M):
         return Verdict(False, f"no function {name}() in the answer: {_trim(answer)!r}")
+    if sandbox is None:
+        return Verdict(False, f"{name}() not run: no sandbox on the host to run a model's "
+                              "code in (it never runs on this machine)")
     harness = (
         code + "\nimport json, sys\n"
         + f"print(json.dumps([{name}(*args) for args, _ in json.loads(sys.argv[1])]))\n"
     )
-    try:
-        run = subprocess.run([sys.executable, "-I", "-c", harness, json.dumps(cases)],
-                             capture_output=True, text=True, timeout=timeout_s, env={})
-    except subprocess.TimeoutExpired:
+    run = sandbox(harness, [json.dumps(cases)], timeout_s)
+    if run.timed_out:
         return Verdict(False, f"{name}() did not return within {timeout_s:.0f}s")
-    if run.returncode != 0:
-        last = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
+    if run.rc != 0:
+        last = (run.stderr.strip().splitlines() or [f"exit status {run.rc}"])[-1]
         return Verdict(False, f"{name}() failed: {_trim(last)}")
     try:
         results = json.loads(run.stdout.strip().splitlines()[-1])
@@ -152,13 +154,14 @@ def judge_python_function(expected: dict, answer: str, timeout_s: float = 5.0) -
 _JUDGES = {
     "fraction": judge_fraction,
     "contains_word": judge_contains_word,
-    "python_function": judge_python_function,
 }
 
 
-def judge(kind: str, expected: object, answer: str) -> Verdict:
+def judge(kind: str, expected: object, answer: str, sandbox: Sandbox | None = None) -> Verdict:
     if not answer.strip():
         return Verdict(False, "the answer was empty")
+    if kind == "python_function":
+        return judge_python_function(expected, answer, sandbox)  # type: ignore[arg-type]
     return _JUDGES[kind](expected, answer)
 
 
@@ -212,8 +215,12 @@ def ask(endpoint: Endpoint, prompt: Prompt, timeout_s: float) -> tuple[str | Non
     return (message.get("content") or ""), ""
 
 
-def run_acceptance(endpoint: Endpoint, vision: bool, timeout_s: float = 120.0) -> list[Check]:
-    """Every prompt in order; vision prompts only for vision models. Never raises."""
+def run_acceptance(endpoint: Endpoint, vision: bool, timeout_s: float = 120.0,
+                   sandbox: Sandbox | None = None) -> list[Check]:
+    """Every prompt in order; vision prompts only for vision models. Never raises.
+
+    `sandbox` runs the program prompt's code on the GPU host (None: that check fails unrun).
+    """
     checks = []
     for prompt in load_prompts():
         if prompt.vision_only and not vision:
@@ -223,7 +230,7 @@ def run_acceptance(endpoint: Endpoint, vision: bool, timeout_s: float = 120.0) -
         if answer is None:
             verdict = Verdict(False, error)
         else:
-            verdict = judge(prompt.kind, prompt.expected, answer)
+            verdict = judge(prompt.kind, prompt.expected, answer, sandbox)
         checks.append(Check(f"acceptance:{prompt.name}", verdict.ok,
                             time.monotonic() - start, verdict.reason))
     return checks

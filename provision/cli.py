@@ -43,10 +43,13 @@ def main() -> None:
               help="Stop every host at its next step as soon as one host fails.")
 @click.option("--host-timeout", type=click.FloatRange(min=1), default=4 * 3600.0,
               show_default=True, metavar="SECONDS", help="Time limit per host.")
+@click.option("--lock-wait", type=click.FloatRange(min=0), default=300.0, show_default=True,
+              metavar="SECONDS", help="How long to wait for another run's lock on a host.")
 @_ACCEPT
 def up(host: str | None, limit: str | None, inventory: str | None, extra: tuple[str, ...],
        check: bool, diff: bool, as_json: bool, verbose: bool, forks: int,
-       any_errors_fatal: bool, host_timeout: float, accept_new_host_key: bool) -> None:
+       any_errors_fatal: bool, host_timeout: float, lock_wait: float,
+       accept_new_host_key: bool) -> None:
     """Take hosts to a running, verified FastDeploy server (idempotent).
 
     For each host: one facts trip over SSH, pre-flight checks (nothing is
@@ -60,8 +63,12 @@ def up(host: str | None, limit: str | None, inventory: str | None, extra: tuple[
       1  a step, the restart or the verification failed on some host
          (or a host ran past --host-timeout)
       2  usage or configuration error: no host was contacted
-      3  some host was unreachable (network, authentication, host key)
+      3  some host was unreachable (network, authentication, host key, a
+         connection lost midway: the message says whether the host was changed)
       4  pre-flight refused some host: nothing was changed on it
+    A failure or interruption (Ctrl-C, SIGTERM) after a change to what serves
+    rolls the host back to what served before; when the tool cannot (killed,
+    link lost), the next run on that host rolls back first.
     When several apply, the first of 2, 1, 4, 3 wins.
     """
     if bool(host) == bool(limit):
@@ -71,7 +78,8 @@ def up(host: str | None, limit: str | None, inventory: str | None, extra: tuple[
     args = UpArgs(inventory=inventory, host=host, limit=limit, extra=extra, check=check,
                   diff=diff, as_json=as_json, verbose=verbose, forks=forks,
                   any_errors_fatal=any_errors_fatal,
-                  accept_new_host_key=accept_new_host_key, host_timeout=host_timeout)
+                  accept_new_host_key=accept_new_host_key, host_timeout=host_timeout,
+                  lock_wait=lock_wait)
     sys.exit(_guarded(lambda: run_up(args)))
 
 

@@ -9,6 +9,14 @@ host is contacted, never a prompt.
 Commands run over a raw paramiko channel rather than fabric's `run`, so each
 call is exactly one exec request (the re-run budget is counted in sshd's log),
 stdin can be fed, and a timeout really stops waiting.
+
+Every wait is bounded on both ends. On the host each command runs under `timeout` in its
+own process group (timeout makes itself the group leader and signals the whole group), so
+a command whose time is up is killed there even when this machine can no longer reach it;
+a cancelled or timed-out command is also killed at once through a second exec. On this
+side a heartbeat (keepalive requests that must be answered) closes a dead transport
+within KEEPALIVE_S * KEEPALIVE_MISSES seconds, so a cut link fails as "unreachable"
+instead of waiting on TCP for many minutes.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +41,23 @@ from provision.connection_vars import PORT_VARS, USER_VARS, is_set, split_target
 from provision.model import Hop, HostSpec, ProvisionError, Settings, UnreachableError
 
 SYSTEM_KNOWN_HOSTS = "~/.ssh/known_hosts"
+KEEPALIVE_S = 10.0  # like ssh's ServerAliveInterval
+KEEPALIVE_MISSES = 3  # like ServerAliveCountMax: dead after 30 s without an answer
+HOST_KILL_GRACE_S = 5  # the host's own timeout fires this long after ours
+PGID_MARK = "provision-pgid:"
+BEAT = b"\x1e"  # the watcher's heartbeat on stderr, removed from what the caller sees
+# Runs the script ($1) under timeout ($2 s): its own process group, killed there when due.
+# A watcher writes a heartbeat byte to stderr every second: once this side is gone (the client
+# died, the connection was torn down) the write fails and the watcher kills the group, so
+# nothing the tool started outlives it on the host by much.
+_WRAP = ('echo "provision-pgid: $$" >&2\n'
+         "( trap '' PIPE; while sleep 1 && kill -0 $$ 2>/dev/null; do "
+         "printf '\\036' >&2 || { kill -TERM -$$; exit 0; }; done ) </dev/null &\n"
+         'exec timeout -k 5 "$2" /bin/sh -c "$1"')
+# Stops process group $1 (negative: dash's kill takes no "--"): TERM, 2 s, then KILL.
+_KILL = ('kill -TERM "$1" 2>/dev/null || exit 0\n'
+         'for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$1" 2>/dev/null || exit 0; sleep 0.2; done\n'
+         'kill -KILL "$1" 2>/dev/null; true')
 _KNOWN_HOSTS_LOCK = threading.Lock()  # accepted keys from parallel hosts append one at a time
 
 
@@ -45,6 +71,11 @@ class HostKeyChangedError(UnreachableError):
 
 class RemoteTimeout(ProvisionError):
     """A remote command ran past its time limit (the host is reachable; the command is slow)."""
+
+
+class RemoteCancelled(ProvisionError):
+    """The run was interrupted (Ctrl-C, SIGTERM, another host failed) while a command ran;
+    the command was killed on the host."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +215,9 @@ class Remote:
         self.ssh_config_path = ssh_config_path
         self.exec_requests = 0
         self.accepted_keys: list[str] = []
+        self.lost: str | None = None  # why the heartbeat gave the transport up
         self._conn: fabric.Connection | None = None
+        self._held: list[paramiko.Channel] = []  # long-lived sessions (the host lock)
 
     # ------------------------------------------------------------------ connecting
 
@@ -259,6 +292,21 @@ class Remote:
         if isinstance(policy, _StrictPolicy) and policy.accepted:
             self.accepted_keys.append(policy.accepted)
         self._conn = conn
+        if conn.transport is not None:
+            conn.transport.set_keepalive(int(KEEPALIVE_S))
+            threading.Thread(target=self._heartbeat, args=(conn.transport,), daemon=True).start()
+
+    def _heartbeat(self, transport: paramiko.Transport) -> None:
+        """Ask the server to answer every KEEPALIVE_S; close the transport when it stops."""
+        limit = KEEPALIVE_S * KEEPALIVE_MISSES
+        while transport.is_active():
+            time.sleep(KEEPALIVE_S)
+            answered = threading.Event()
+            threading.Thread(target=_ping, args=(transport, answered), daemon=True).start()
+            if not answered.wait(limit) and transport.is_active():
+                self.lost = f"no answer from the host for {limit:.0f}s (keepalive)"
+                transport.close()
+                return
 
     def _changed_key_error(self, exc: BadHostKeyException, conn) -> HostKeyChangedError:
         name = known_host_name(exc.hostname, int(conn.port))
@@ -289,10 +337,14 @@ class Remote:
         self.open()
         transport = self._conn.transport if self._conn else None
         if transport is None or not transport.is_active():
-            raise UnreachableError(f"{self.spec.name}: the SSH connection was lost")
+            raise UnreachableError(f"{self.spec.name}: the SSH connection was lost"
+                                   + (f": {self.lost}" if self.lost else ""))
         return transport
 
     def close(self) -> None:
+        for chan in self._held:
+            chan.close()
+        self._held = []
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -305,26 +357,36 @@ class Remote:
 
     # ------------------------------------------------------------------ running
 
-    def run(self, script: str, timeout: float, stdin: bytes | None = None) -> Result:
+    def run(self, script: str, timeout: float, stdin: bytes | None = None,
+            cancel: threading.Event | None = None, limit_name: str = "") -> Result:
         """Run a POSIX sh script as ONE exec request; the exit status is the caller's to judge.
 
         The script goes through `/bin/sh -c` so the login shell of the remote user does not
-        matter (and through `sudo -n` for a non-root login). Transport failures raise
-        UnreachableError; a slow command RemoteTimeout.
+        matter (and through `sudo -n` for a non-root login), under `timeout` in its own
+        process group. Transport failures raise UnreachableError; a slow command
+        RemoteTimeout naming `limit_name` (which limit it was); a set `cancel`
+        RemoteCancelled. Both of the latter kill the command's process group on the host.
         """
         transport = self._transport()
         start = time.monotonic()
+        pgid: list[int] = []
         try:
             chan = transport.open_session(timeout=self.connect_timeout)
             self.exec_requests += 1
-            chan.exec_command(self._command(script))
+            host_limit = max(1, int(timeout + 0.999)) + HOST_KILL_GRACE_S
+            chan.exec_command(self._command(shell.cmd("/bin/sh", "-c", _WRAP, "provision",
+                                                      script, host_limit)))
             if self._sudo():
                 stdin = become_stdin(self.spec.become_password, stdin)
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            out, err = self._collect(chan, start + timeout)
+            out, err = self._collect(chan, start + timeout, pgid, cancel, timeout, limit_name)
             rc = chan.recv_exit_status()
+        except (RemoteTimeout, RemoteCancelled):
+            self._kill_group(pgid)
+            _until_closed(chan, 15)  # it has ended on the host before anyone acts on that
+            raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise UnreachableError(
                 f"{self.spec.name}: the SSH connection failed while running a command: {exc}"
@@ -333,9 +395,61 @@ class Remote:
             if "chan" in locals():
                 chan.close()
         if rc == -1:  # the server closed the channel without an exit status
-            raise UnreachableError(f"{self.spec.name}: the connection dropped mid-command")
+            raise UnreachableError(f"{self.spec.name}: the connection dropped mid-command"
+                                   + (f": {self.lost}" if self.lost else ""))
         decode = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
-        return Result(rc, decode(out), decode(err), time.monotonic() - start)
+        return Result(rc, decode(out), decode(_without_pgid(err)), time.monotonic() - start)
+
+    def _kill_group(self, pgid: list[int]) -> None:
+        """Kill a command's process group on the host (best effort: the host's own timeout
+        is the backstop when this machine cannot reach it)."""
+        if not pgid:
+            return
+        group = f"-{pgid[0]}"  # dash's kill: a negative pid is a group (it knows no "--")
+        try:
+            chan = self._transport().open_session(timeout=self.connect_timeout)
+            self.exec_requests += 1
+            chan.exec_command(self._command(
+                shell.cmd("/bin/sh", "-c", _KILL, "provision", group)))
+            chan.recv_exit_status()
+            chan.close()
+        except (ProvisionError, paramiko.SSHException, OSError, EOFError):
+            pass
+
+    def hold(self, script: str, ready: str, wait_s: float,
+             progress: Callable[[str], None] | None = None) -> Result | None:
+        """Start a long-lived session (the host lock); None once it printed `ready`.
+
+        The session stays open until close(): whatever it holds on the host is released
+        when this connection ends, however it ends. Otherwise (it exited, or `wait_s`
+        passed) the Result says why.
+        """
+        transport = self._transport()
+        start = time.monotonic()
+        chan = transport.open_session(timeout=self.connect_timeout)
+        self.exec_requests += 1
+        chan.exec_command(self._command(script))
+        out = bytearray()
+        while time.monotonic() - start < wait_s:
+            if chan.recv_ready():
+                seen = len(out)
+                out += chan.recv(4096)
+                if progress is not None and b"\n" in out[seen:]:
+                    for line in bytes(out[seen:]).decode(errors="replace").splitlines():
+                        if line.strip() and line.strip() != ready:
+                            progress(line.strip())
+                if ready.encode() in out:
+                    self._held.append(chan)
+                    return None
+            elif chan.exit_status_ready() or chan.closed:
+                break
+            else:
+                select.select([chan], [], [], 0.5)
+        rc = chan.recv_exit_status() if chan.exit_status_ready() else 124
+        err = chan.recv_stderr(65536) if chan.recv_stderr_ready() else b""
+        chan.close()
+        return Result(rc, out.decode(errors="replace"), err.decode(errors="replace"),
+                      time.monotonic() - start)
 
     def _command(self, script: str) -> str:
         """`/bin/sh -c script`, through `sudo -n` when logged in as someone other than root.
@@ -351,29 +465,94 @@ class Remote:
     def _sudo(self) -> bool:
         return self._conn is not None and self._conn.user != "root"
 
-    def _collect(self, chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    def _collect(self, chan: paramiko.Channel, deadline: float, pgid: list[int],
+                 cancel: threading.Event | None, limit: float,
+                 limit_name: str) -> tuple[bytes, bytes]:
         out, err = bytearray(), bytearray()
         while True:
+            # The exit status comes after all output: seen first, a drain then gets it all.
+            ended = chan.exit_status_ready() or chan.closed
             while chan.recv_ready():
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-            drained = not chan.recv_ready() and not chan.recv_stderr_ready()
-            if drained and (chan.exit_status_ready() or chan.closed):
+            if not pgid:
+                found = _read_pgid(bytes(err))
+                if found is not None:
+                    pgid.append(found)
+            if ended and not chan.recv_ready() and not chan.recv_stderr_ready():
                 return bytes(out), bytes(err)
+            if cancel is not None and cancel.is_set() and (pgid or time.monotonic() > deadline):
+                raise RemoteCancelled(f"{self.spec.name}: interrupted; the running command "
+                                      "was stopped on the host")
+            if cancel is not None and cancel.is_set():  # its group not announced yet: soon
+                deadline = min(deadline, time.monotonic() + 5)
             left = deadline - time.monotonic()
             if left <= 0:
+                last = (bytes(out) + _without_pgid(bytes(err)))[-400:]
+                which = f" ({limit_name})" if limit_name else ""
                 raise RemoteTimeout(
-                    f"{self.spec.name}: a remote command ran longer than its limit; the last "
-                    f"output was: {(bytes(out) + bytes(err))[-400:].decode(errors='replace')}"
+                    f"{self.spec.name}: a remote command ran past its limit of {limit:.0f}s"
+                    f"{which} and was stopped on the host; the last output was: "
+                    f"{last.decode(errors='replace')}"
                 )
             select.select([chan], [], [], min(left, 0.5))
 
     # ------------------------------------------------------------------ forwarding
 
+    def can_forward(self, host: str, port: int) -> bool:
+        """Whether sshd lets this connection forward to host:port. A refused connect there
+        still counts as yes (forwarding works; nothing listens yet); "administratively
+        prohibited" (AllowTcpForwarding no) as no. No exec request."""
+        try:
+            chan = self._transport().open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                                  timeout=self.connect_timeout)
+        except paramiko.ChannelException as exc:
+            return exc.code != paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        except (paramiko.SSHException, OSError, EOFError):
+            return False
+        chan.close()
+        return True
+
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> Tunnel:
         """A local port that reaches `remote_host:remote_port` as seen from the host."""
         return Tunnel(self._transport(), remote_host, remote_port)
+
+
+def _until_closed(chan: paramiko.Channel, seconds: float) -> None:
+    """Wait (bounded) until a killed command's channel reports its end."""
+    end = time.monotonic() + seconds
+    while not (chan.exit_status_ready() or chan.closed) and time.monotonic() < end:
+        while chan.recv_ready():
+            chan.recv(65536)
+        while chan.recv_stderr_ready():
+            chan.recv_stderr(65536)
+        select.select([chan], [], [], 0.2)
+
+
+def _ping(transport: paramiko.Transport, answered: threading.Event) -> None:
+    """One keepalive request; `answered` is set when the server replied (or gave up)."""
+    try:
+        transport.global_request("keepalive@openssh.com", wait=True)
+    except Exception:  # noqa: BLE001 - a dying transport; the heartbeat judges it
+        pass
+    answered.set()
+
+
+def _read_pgid(err: bytes) -> int | None:
+    """The process group the wrapper announced on its first stderr line."""
+    first, nl, _ = err.partition(b"\n")
+    if nl and first.startswith(PGID_MARK.encode()):
+        value = first[len(PGID_MARK):].strip()
+        return int(value) if value.isdigit() else None
+    return None
+
+
+def _without_pgid(err: bytes) -> bytes:
+    """stderr without the wrapper's announcement line and heartbeats."""
+    if err.startswith(PGID_MARK.encode()):
+        err = err.partition(b"\n")[2]
+    return err.replace(BEAT, b"")
 
 
 class Tunnel:

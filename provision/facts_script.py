@@ -27,7 +27,7 @@ END = "===PROVISION-FACTS-END==="
 
 def read(path):
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
             return handle.read()
     except OSError:
         return None
@@ -96,6 +96,20 @@ def disk_free(path):
         path = os.path.dirname(path)
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize // (1024 * 1024)
+
+
+def partial_mib(releases_dir):
+    """MiB held by failed builds (<releases>/*.partial): the next build deletes them first,
+    so pre-flight counts them as free."""
+    total = 0
+    for top in glob.glob(os.path.join(releases_dir, "*.partial")):
+        for root, _, files in os.walk(top):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                except OSError:
+                    pass
+    return total // (1024 * 1024)
 
 
 def mem_total_mib():
@@ -272,7 +286,9 @@ def main():
         "has_venv": has_venv,
         "has_pip": has_pip,
         "nvidia_smi": nvidia(args["query"], args["query_no_cap"]),
-        "disk_free_mib": {path: disk_free(path) for path in args["disk_paths"]},
+        "disk_free_mib": {path: disk_free(path) + (partial_mib(path) if path ==
+                                                   args["releases_dir"] else 0)
+                          for path in args["disk_paths"]},
         "mem_total_mib": mem_total_mib(),
         "systemd_state": run(["systemctl", "is-system-running"])["out"].strip() or "unknown",
         "listeners": listeners(args["ports"]),

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from provision.upload import Upload
+
 Severity = Literal["error", "warning"]
 StepStatus = Literal["ok", "changed", "failed", "skipped"]
 HostStatus = Literal["ok", "changed", "failed", "unreachable"]
@@ -205,6 +207,8 @@ class Step:
     `script` is a POSIX shell script built exclusively with provision.shell helpers
     (every value quoted there); apply runs it as one SSH exec request.
     `diff` is a unified diff for --diff, when the step rewrites a file.
+    `upload` is a file whose bytes travel on the exec's stdin (never in argv); `script`
+    already holds the lines that put it in place.
     """
 
     name: str
@@ -214,6 +218,7 @@ class Step:
     notifies_restart: bool = False
     timeout_s: int = 1800
     notifies_web: bool = False  # restart the chat page (after the API is verified)
+    upload: Upload | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +299,7 @@ class HostResult:
     out_of_service_s: float | None = None  # from the restart until healthy again
     rolled_back: bool = False  # the new release failed its gate; the old one serves again
     failed_at: str | None = None  # connect, facts, preflight, apply or verify: picks the exit code
+    touched: bool = False  # a change to the host began (a step, restart or recovery was sent)
 
 
 # --------------------------------------------------------------------------- settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 from provision import matrix
 from provision.model import Facts, Install, Plan, ServerChecks, Settings, Step
 from provision.preflight import choose_versions, model_fit, preflight, target, usable_gpus
-from provision.steps.hosts import hosts_steps
+from provision.steps.hosts import hosts_problems, hosts_steps
 from provision.steps.packages import packages_step
 from provision.steps.release import general_index, release_steps
 from provision.steps.service import service_steps
@@ -117,7 +117,8 @@ def make_plan(host: str, facts: Facts, settings: Settings,
     `roles` (a playbook's built-in roles, in its order) picks and orders the steps;
     None is `provision up`'s full deployment.
     """
-    problems = (*preflight(host, facts, settings), *web_problems(host, facts, settings))
+    problems = (*preflight(host, facts, settings), *hosts_problems(host, facts),
+                *web_problems(host, facts, settings))
     if any(p.severity == "error" for p in problems):
         return Plan(host, problems, (), None, (), settings.model, False)
     rel = matrix.release(settings.fastdeploy_version)

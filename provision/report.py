@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -21,9 +22,19 @@ MASK = "********"
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
+    """Mask each secret where it stands as a whole value, not inside a longer word.
+
+    Substring masking reveals a short key: with key "an", "change" would print as
+    "ch********ge" everywhere, spelling the key out. A whole value is bounded by anything
+    that is not a letter, digit, _ or - (quotes, spaces, =, /, the ends of the text).
+
+    >>> redact("FD_API_KEY='an' and an answer", ["an"])
+    "FD_API_KEY='********' and ******** answer"
+    """
     for secret in secrets:
         if secret:
-            text = text.replace(secret, MASK)
+            text = re.sub(rf"(?<![A-Za-z0-9_-]){re.escape(secret)}(?![A-Za-z0-9_-])",
+                          MASK, text)
     return text
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from provision.apply import Options, converge_host
 from provision.model import HostResult, HostSpec, ProvisionError, Settings
 from provision.report import Reporter, redact, table
-from provision.runner import Converge, run_hosts
+from provision.runner import STOPPED, Converge, run_hosts
 
 
 def parse_amount(text: str, total: int, what: str) -> int:
@@ -77,10 +77,11 @@ def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter
     rows: list[RolloutRow] = []
     failures = 0
     for batch in batches(targets, serial):
-        if failures > max_fail:
-            rows += [RolloutRow(spec.name, None, None, "skipped", None,
-                                f"not started: {failures} host(s) failed, --max-fail is "
-                                f"{max_fail}") for spec, _ in batch]
+        if failures > max_fail or STOPPED.is_set():
+            why = ("interrupted" if STOPPED.is_set() else
+                   f"{failures} host(s) failed, --max-fail is {max_fail}")
+            rows += [RolloutRow(spec.name, None, None, "skipped", None, f"not started: {why}")
+                     for spec, _ in batch]
             continue
         results = run_hosts(batch, options, reporter, forks=len(batch), converge=converge)
         for result in results:

@@ -10,9 +10,11 @@ the others unless `any_errors_fatal` is set; then hosts stop at their next step.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from provision.apply import Options, converge_host
 from provision.model import HostResult, HostSpec, Settings
@@ -24,10 +26,13 @@ from provision.report import Reporter
 EXIT_OK = 0
 EXIT_FAILED = 1  # a step, the restart or the verification failed (or a host ran out of time)
 EXIT_USAGE = 2  # bad command line, inventory or variable: no host was contacted
-EXIT_UNREACHABLE = 3  # a host could not be reached (network, auth, host key): it was not touched
+EXIT_UNREACHABLE = 3  # a host could not be reached, or the link died midway (the message says
+#                       whether the host was changed; a change is rolled back by the next run)
 EXIT_REFUSED = 4  # pre-flight found problems on a host: nothing was changed on it
 
 GRACE_S = 120.0  # beyond a host's own deadline, before the runner gives up on it
+STOP_GRACE_S = 600.0  # after Ctrl-C/SIGTERM: time for hosts to roll back (a 2nd Ctrl-C: none)
+STOPPED = threading.Event()  # set once the user interrupted: no new batch may start
 
 Converge = Callable[[HostSpec, Settings, Options, Reporter, threading.Event], HostResult]
 
@@ -90,17 +95,63 @@ def run_hosts(
         threading.Thread(target=worker, daemon=True).start()
 
     limit = options.host_timeout + grace_s
-    while len(results) < len(targets):
-        finished.wait(timeout=1.0)
-        finished.clear()
-        now = time.monotonic()
-        with lock:
-            overdue = [i for i, t in started.items() if i not in results and now - t > limit]
-        for index in overdue:
-            name = targets[index][0].name
-            reporter.line(name, "deadline", "failed", now - started[index])
-            settle(index, HostResult(name, "failed", error=f"{name}: did not finish within "
-                                     f"{options.host_timeout:.0f}s (the per-host time limit)",
-                                     failed_at="apply"))
-            threading.Thread(target=worker, daemon=True).start()  # replaces the stuck worker
+    with _sigterm_as_interrupt():
+        try:
+            while len(results) < len(targets):
+                finished.wait(timeout=1.0)
+                finished.clear()
+                now = time.monotonic()
+                with lock:
+                    overdue = [i for i, t in started.items()
+                               if i not in results and now - t > limit]
+                for index in overdue:
+                    name = targets[index][0].name
+                    reporter.line(name, "deadline", "failed", now - started[index])
+                    settle(index, HostResult(name, "failed", error=f"{name}: did not finish "
+                                             f"within {options.host_timeout:.0f}s (the per-host "
+                                             "time limit)", failed_at="apply"))
+                    threading.Thread(target=worker, daemon=True).start()  # replaces the stuck one
+        except KeyboardInterrupt:
+            _stop(targets, results, started, lock, finished, abort, reporter, settle)
     return [results[i] for i in range(len(targets))]
+
+
+def _stop(targets, results, started, lock, finished, abort, reporter, settle) -> None:
+    """Interrupted: every host stops at once and rolls back what it changed (bounded)."""
+    STOPPED.set()
+    abort.reason = "interrupted (Ctrl-C or SIGTERM)"  # type: ignore[attr-defined]
+    abort.set()
+    reporter.line("*", "interrupt", "failed", None, "stopping; hosts that changed roll back "
+                  f"(up to {STOP_GRACE_S:.0f}s; Ctrl-C again to stop waiting)")
+    end = time.monotonic() + STOP_GRACE_S
+    try:
+        while len(results) < len(targets) and time.monotonic() < end:
+            finished.wait(timeout=1.0)
+            finished.clear()
+    except KeyboardInterrupt:
+        pass
+    with lock:
+        left = [i for i in range(len(targets)) if i not in results]
+    for index in left:
+        name = targets[index][0].name
+        settle(index, HostResult(
+            name, "failed", failed_at="apply", touched=index in started,
+            error=f"{name}: interrupted before it finished; an unverified switch, if any, is "
+                  "recorded on the host and the next run rolls it back first"))
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run the way Ctrl-C does (rollback included), in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

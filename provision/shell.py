@@ -27,18 +27,3 @@ def script(lines: Iterable[str]) -> str:
     """A POSIX sh script that stops at the first failing line."""
     return "set -eu\n" + "\n".join(lines) + "\n"
 
-
-def write_file(path: str, content: str, mode: str = "0644") -> str:
-    """Write `content` to `path` atomically: temp file in the same directory, then rename.
-
-    A reader never sees a half-written file, and a failure leaves the old file as it was.
-    """
-    tmp = f"{path}.provision-tmp"
-    return "\n".join(
-        [
-            fmt("mkdir -p \"$(dirname %s)\"", path),
-            fmt("umask 077; printf '%%s' %s > %s", content, tmp),
-            fmt("chmod %s %s", mode, tmp),
-            fmt("mv -f %s %s", tmp, path),
-        ]
-    )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provision import matrix
+from provision import matrix, paths
 from provision.inventory import ExtraVars, apply_extra_vars, parse_extra_vars
 from provision.model import ConfigError, HostSpec, Settings
 
@@ -133,6 +133,8 @@ def _fraction(value: object) -> None:
 def _api_key(value: object) -> None:
     if _CONTROL.search(str(value)):
         raise Invalid("the API key must be one line without control characters")
+    if "'" in str(value):  # the env file quotes values with ' (systemd reads them literally)
+        raise Invalid("the API key must not contain a single quote ('); choose another key")
 
 
 def _password(value: object) -> None:
@@ -342,6 +344,7 @@ def _errors_and_values(spec: HostSpec) -> tuple[list[ConfigError], dict]:
             continue
         values[var.name] = _resolve_local(var.name, value)
     errors += _release_errors(values, where)
+    errors += _path_errors(values, where)
     ports: dict[int, str] = {}
     for name in PORT_VARS + (("web_port",) if values.get("web_ui") else ()):
         port = values.get(name, _DEFAULTS[name])
@@ -366,6 +369,17 @@ def _release_errors(values: dict, where: Callable[[str], str]) -> list[ConfigErr
                         f"FastDeploy {version} ignores FD_API_KEY, so the API would stay open; "
                         f"API-key support arrived with release {first}. Fix: set "
                         f"fastdeploy_version to {first} or newer, or unset api_key")]
+def _path_errors(values: dict, where: Callable[[str], str]) -> list[ConfigError]:
+    """Each path alone (no system files or directories), then all of them together."""
+    errors = []
+    for name in paths.PATH_VARS:
+        why = paths.own_problem(name, values[name]) if values.get(name) else None
+        if why:
+            errors.append(ConfigError(where(name), name, values[name], why))
+    effective = {n: values.get(n, _DEFAULTS[n]) for n in paths.PATH_VARS}
+    for name, why in paths.overlap_problems(effective):
+        errors.append(ConfigError(where(name), name, effective[name], why))
+    return errors
 
 
 def settings_for(spec: HostSpec) -> Settings:

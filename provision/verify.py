@@ -256,9 +256,11 @@ def verify(
     *,
     unit_state: Callable[[], UnitState] | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Check]:
     """Every check in order; after a failed health wait the others would only repeat it."""
-    health = wait_healthy(endpoint, timeout, unit_state=unit_state, progress=progress)
+    health = wait_healthy(endpoint, timeout, unit_state=unit_state, progress=progress,
+                          sleep=sleep)
     if not health.ok:
         return [health]
     checks = [health]

@@ -111,3 +111,12 @@ def mend(hosts: tuple[str, ...]) -> None:
         _lab().mend(list(hosts) or None)
     except LabError as exc:
         _fail(exc)
+
+
+def _register_faults() -> None:
+    from provision_lab.fault_cli import fault
+
+    lab.add_command(fault)
+
+
+_register_faults()

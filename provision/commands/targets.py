@@ -6,12 +6,17 @@ once, so a fleet run never stops at the first typo and never half-starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from provision.inventory import load_inventory
 from provision.model import ConfigError, HostSpec, ProvisionError, Settings
 from provision.templating import VaultKeys
 from provision.variables import apply_extra_vars, check_all, parse_extra_vars, settings_for
+
+# A host name is printed at the start of every line about it: nothing that could forge a
+# line (newline, control characters) or read like shell (spaces, quotes, ;).
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@\[\]-]{0,252}$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,13 @@ def resolve_targets(
     """The hosts to work on, with their settings; raises ConfigErrors listing every problem."""
     try:
         specs = load_selected(inventory, host, limit, extra)
+        bad = [spec.name for spec in specs if not _HOST_NAME.match(spec.name)]
+        if bad:
+            raise ConfigErrors([ConfigError(str(_args(inventory)), "host", name,
+                                            "a host name is letters, digits and . _ - : @ [ ] "
+                                            "(no spaces, quotes or line breaks); rename it and "
+                                            "put the address in ansible_host")
+                                for name in bad])
         if not specs:
             raise ConfigError(str(_args(inventory)), "--limit", limit,
                               "the pattern matches no host; check the names and groups")

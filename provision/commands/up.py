@@ -27,6 +27,7 @@ class UpArgs:
     any_errors_fatal: bool = False
     accept_new_host_key: bool = False
     host_timeout: float = 4 * 3600.0
+    lock_wait: float = 300.0
 
 
 def run_up(args: UpArgs) -> int:
@@ -43,7 +44,7 @@ def run_up(args: UpArgs) -> int:
         return EXIT_USAGE
     options = Options(check=args.check, diff=args.diff, roles=deployment_roles(),
                       accept_new_host_key=args.accept_new_host_key,
-                      host_timeout=args.host_timeout)
+                      host_timeout=args.host_timeout, lock_wait=args.lock_wait)
     for _, settings in targets:
         live.add_secret(settings.api_key)
         live.add_secret(settings.web_password)

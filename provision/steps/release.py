@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from provision import shell
+from provision import pipfail, shell
 from provision.model import Facts, Install, Settings, Step
 
 MARKER = ".provision-complete"
@@ -98,14 +98,20 @@ def general_index(install: Install) -> str:
 
 
 def _pip(python: str, log: str, args: list[str], cause: str) -> str:
-    """pip with its output kept; on failure the output, then one line naming the cause."""
+    """pip with its output kept; on failure the output, one line naming the cause, and for a
+    GPU package the index probe (pipfail), so the cause can be named precisely."""
+    probe = ""
+    if "-i" in args and "--no-deps" in args:
+        index_url = args[args.index("-i") + 1]
+        project = next(a for a in args if "==" in a).split("==")[0]
+        probe = "; " + pipfail.probe_line(python, index_url, project)
     return (
         shell.fmt("if ! %s -m pip ", python) + shell.cmd(*args)
         + shell.fmt(" > %s 2>&1; then cat %s; printf '%%s %%s\\n' %s %s", log, log, CAUSE, cause)
         + shell.fmt("; missing=$(sed -n 's/.*No matching distribution found for //p' %s"
                     " | head -n 1); if [ -n \"$missing\" ]; then printf '%%s %%s\\n' %s "
                     "\"pip found no distribution for $missing there\"; fi", log, CAUSE)
-        + shell.fmt("; exit 1; fi; cat %s", log)
+        + probe + shell.fmt("; exit 1; fi; cat %s", log)
     )
 
 
@@ -173,15 +179,6 @@ def link_lines(venv: str, target: str) -> list[str]:
     """Repoint the venv link in one rename: a reader sees the old or the new, never none."""
     tmp = f"{venv}.provision-tmp"
     return [shell.cmd("ln", "-sfn", target, tmp), shell.cmd("mv", "-T", tmp, venv)]
-
-
-def rollback_script(settings: Settings, release: str) -> str:
-    """Back to a release that served before, and restart on it (one exec)."""
-    return shell.script([
-        *link_lines(settings.venv_dir, f"{settings.releases_dir}/{release}"),
-        shell.cmd("systemctl", "reset-failed", settings.service_name) + " || true",
-        shell.cmd("systemctl", "restart", settings.service_name),
-    ])
 
 
 def switch_step(facts: Facts, settings: Settings, install: Install) -> Step:

@@ -18,13 +18,13 @@ from provision import shell
 from provision.facts import unit_path
 from provision.model import Facts, ProvisionError, Settings, Step
 from provision.steps.hosts import text_diff
+from provision.upload import MASK, Upload
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 ENV_MODE = 0o600
 TIMEOUT_STOP_S = 90  # graceful shutdown defaults to 0 (no timeout, C10): systemd's bound
 RESTART_S = 15
 NOFILE = 65536
-MASK = "********"
 _SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
 
@@ -125,11 +125,16 @@ def render_unit(settings: Settings, server_argv: tuple[str, ...], local_metrics:
         timeout_stop_s=TIMEOUT_STOP_S, restart_s=RESTART_S, nofile=NOFILE)
 
 
-def render_env(settings: Settings) -> str:
-    """The env file text (pure): secrets only; FD_API_KEY when api_key is set."""
+def render_env(settings: Settings, masked: bool = False) -> str:
+    """The env file text (pure): secrets only; FD_API_KEY when api_key is set.
+
+    `masked` renders the same file with each secret value replaced by the mask, so a diff
+    shows the shape of the file without substring-replacing (a short key would otherwise
+    mask, and so reveal, every place its letters happen to occur).
+    """
     variables = [("FD_API_KEY", settings.api_key)] if settings.api_key else []
     return _env().get_template("fastdeploy.env.j2").render(
-        variables=[(k, env_quote(v)) for k, v in variables])
+        variables=[(k, MASK if masked else env_quote(v)) for k, v in variables])
 
 
 def sha256(text: str) -> str:
@@ -147,12 +152,11 @@ def env_step(facts: Facts, settings: Settings) -> Step | None:
         why = f"{settings.env_file} differs (contents not shown: secrets)"
     else:
         why = f"{settings.env_file} has mode {oct(inst.env_mode or 0)}, want 0o600"
-    masked = text.replace(settings.api_key, MASK) if settings.api_key else text
-    return Step(name="env-file", reason=why,
-                script=shell.script([shell.write_file(settings.env_file, text, "0600")]),
-                diff=text_diff(settings.env_file, None, masked).replace(
+    upload = Upload(settings.env_file, text.encode(), mode="0600", secret=True)
+    return Step(name="env-file", reason=why, script=shell.script(upload.script_lines()),
+                diff=text_diff(settings.env_file, None, render_env(settings, masked=True)).replace(
                     "--- /dev/null", f"--- {settings.env_file} (old contents not shown)"),
-                notifies_restart=True, timeout_s=60)
+                notifies_restart=True, timeout_s=60, upload=upload)
 
 
 def unit_step(facts: Facts, settings: Settings, server_argv: tuple[str, ...],
@@ -164,15 +168,15 @@ def unit_step(facts: Facts, settings: Settings, server_argv: tuple[str, ...],
     path = unit_path(settings)
     dirs = tuple(dict.fromkeys((settings.data_dir, settings.log_dir, settings.model_cache_dir,
                                 model_cache_env(settings, flat_cache))))
+    upload = Upload(path, text.encode(), mode="0644")
     return Step(
         name="unit",
         reason=(f"create {path}" if facts.installed.unit_text is None
                 else f"{path} differs from the rendered unit"),
-        script=shell.script([shell.cmd("mkdir", "-p", *dirs),
-                             shell.write_file(path, text, "0644"),
+        script=shell.script([shell.cmd("mkdir", "-p", *dirs), *upload.script_lines(),
                              shell.cmd("systemctl", "daemon-reload")]),
         diff=text_diff(path, facts.installed.unit_text, text),
-        notifies_restart=True, timeout_s=120)
+        notifies_restart=True, timeout_s=120, upload=upload)
 
 
 def enable_step(facts: Facts, settings: Settings) -> Step | None:

@@ -17,6 +17,7 @@ from provision.chat_client import is_vision, thinking_switch
 from provision.model import Facts, Problem, Settings, Step
 from provision.steps.hosts import text_diff
 from provision.steps.service import MASK, _env, env_quote, sha256, systemd_quote
+from provision.upload import Upload
 from provision.webui import APP_SOURCE, GRADIO, GRADIO_MIN_PYTHON, WebPaths, web_paths
 
 ENV_MODE = 0o600
@@ -122,24 +123,26 @@ def _venv_step(facts: Facts, settings: Settings, paths: WebPaths) -> Step | None
     return Step("web-venv", why, script, notifies_web=True, timeout_s=1800)
 
 
-def _files_step(facts: Facts, settings: Settings, paths: WebPaths) -> Step | None:
-    web = facts.installed.web
-    app, config = APP_SOURCE.read_text(), render_config(settings)
-    writes, why = [], []
-    if web.app_sha256 != sha256(app):
-        writes.append(shell.write_file(paths.app, app, "0644"))
-        why.append(f"{paths.app} {'differs' if web.app_sha256 else 'is missing'}")
-    if web.config_sha256 != sha256(config):
-        writes.append(shell.write_file(paths.config, config, "0644"))
-        why.append(f"{paths.config} {'differs' if web.config_sha256 else 'is missing'}")
-    if not writes:
+def _file_step(name: str, path: str, text: str, have: str | None, home: tuple[str, ...],
+               diff: bool) -> Step | None:
+    """One page file, sent on stdin (provision/upload.py), only when its digest differs."""
+    if have == sha256(text):
         return None
-    # Readable by the page's dynamic user: write_file's umask 077 would make new dirs 0700.
-    writes.insert(0, shell.cmd("install", "-d", "-m", "0755", paths.home,
-                               paths.config.rsplit("/", 1)[0]))
-    diff = text_diff(paths.config, None, config) if web.config_sha256 != sha256(config) else None
-    return Step("web-files", "; ".join(why), shell.script(writes), diff=diff,
-                notifies_web=True, timeout_s=60)
+    upload = Upload(path, text.encode(), mode="0644")
+    # Readable by the page's dynamic user: the directories are made 0755 first.
+    script = shell.script([shell.cmd("install", "-d", "-m", "0755", *home),
+                           *upload.script_lines()])
+    return Step(name, f"{path} {'differs' if have else 'is missing'}", script,
+                diff=text_diff(path, None, text) if diff else None, notifies_web=True,
+                timeout_s=60, upload=upload)
+
+
+def _files_steps(facts: Facts, settings: Settings, paths: WebPaths) -> list[Step | None]:
+    web, home = facts.installed.web, (paths.home, paths.config.rsplit("/", 1)[0])
+    return [_file_step("web-app", paths.app, APP_SOURCE.read_text(), web.app_sha256, home,
+                       diff=False),
+            _file_step("web-config", paths.config, render_config(settings), web.config_sha256,
+                       home, diff=True)]
 
 
 def _env_step(facts: Facts, settings: Settings, paths: WebPaths) -> Step | None:
@@ -151,20 +154,22 @@ def _env_step(facts: Facts, settings: Settings, paths: WebPaths) -> Step | None:
         masked = masked.replace(secret, MASK) if secret else masked
     why = (f"create {paths.env_file}" if web.env_sha256 is None else
            f"{paths.env_file} differs or is not 0600 (contents not shown: secrets)")
-    return Step("web-env", why, shell.script([shell.write_file(paths.env_file, text, "0600")]),
-                diff=text_diff(paths.env_file, None, masked), notifies_web=True, timeout_s=60)
+    upload = Upload(paths.env_file, text.encode(), mode="0600", secret=True)
+    return Step("web-env", why, shell.script(upload.script_lines()),
+                diff=text_diff(paths.env_file, None, masked), notifies_web=True, timeout_s=60,
+                upload=upload)
 
 
 def _unit_step(facts: Facts, settings: Settings, paths: WebPaths) -> Step | None:
     web, text = facts.installed.web, render_unit(settings)
     if web.unit_sha256 == sha256(text):
         return None
+    upload = Upload(paths.unit_path, text.encode(), mode="0644")
     return Step("web-unit", f"create {paths.unit_path}" if web.unit_text is None else
                 f"{paths.unit_path} differs from the rendered unit",
-                shell.script([shell.write_file(paths.unit_path, text, "0644"),
-                              shell.cmd("systemctl", "daemon-reload")]),
+                shell.script([*upload.script_lines(), shell.cmd("systemctl", "daemon-reload")]),
                 diff=text_diff(paths.unit_path, web.unit_text, text), notifies_web=True,
-                timeout_s=120)
+                timeout_s=120, upload=upload)
 
 
 def _enable_step(facts: Facts, paths: WebPaths) -> Step | None:
@@ -190,7 +195,7 @@ def web_steps(facts: Facts, settings: Settings) -> list[Step]:
     paths = web_paths(settings)
     if not settings.web_ui:
         return [s for s in (_remove_step(facts, paths),) if s]
-    steps = (_venv_step(facts, settings, paths), _files_step(facts, settings, paths),
+    steps = (_venv_step(facts, settings, paths), *_files_steps(facts, settings, paths),
              _env_step(facts, settings, paths), _unit_step(facts, settings, paths),
              _enable_step(facts, paths))
     return [s for s in steps if s is not None]

@@ -128,7 +128,7 @@ def test_check_shows_a_page_change_without_making_it(host, inventory, home) -> N
     done = provision(home, "up", "-i", inventory, "--host", host.name, "--check", "--diff",
                      "-e", "web_port=7861", "-e", "web_password=")
     assert done.returncode == 0, done.stderr
-    assert "would change: web-files" in done.stdout and '"port": 7861' in done.stdout
+    assert "would change: web-config" in done.stdout and '"port": 7861' in done.stdout
     assert "would restart the chat page" in done.stdout
     assert "has no login: it serves the model to anyone" in done.stdout
     assert PASSWORD not in done.stdout and KEY not in done.stdout

@@ -38,7 +38,7 @@ def _wait_port(port: int, deadline_s: float = 10.0) -> None:
 class Sshd:
     """A private sshd: its port, keys and log."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, forwarding: bool = True) -> None:
         self.root = root
         self.port = free_port()
         self.host_key = root / "host_ed25519"
@@ -52,7 +52,7 @@ class Sshd:
             f"PidFile {root}/sshd.pid\nAuthorizedKeysFile {root}/authorized_keys\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "AllowTcpForwarding yes\nLogLevel DEBUG1\n"
+            f"AllowTcpForwarding {'yes' if forwarding else 'no'}\nLogLevel DEBUG1\n"
         )
         Path("/run/sshd").mkdir(exist_ok=True)
         self.proc = subprocess.Popen(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,10 +14,21 @@ import pytest
 
 from provision import acceptance
 from provision.acceptance import judge, last_number, load_prompts, run_acceptance
+from provision.sandbox import SandboxRun
 from provision.verify import Endpoint
 
 PROB = next(p for p in load_prompts() if p.name == "probability")
 PROGRAM = next(p for p in load_prompts() if p.name == "program")
+
+
+def _local(program: str, args: list[str], timeout_s: float) -> SandboxRun:
+    """A stand-in sandbox for these tests only: the programs here are the test's own text."""
+    try:
+        got = subprocess.run([sys.executable, "-I", "-", *args], input=program, text=True,
+                             capture_output=True, timeout=timeout_s, env={})
+    except subprocess.TimeoutExpired:
+        return SandboxRun(124, "", "", timed_out=True)
+    return SandboxRun(got.returncode, got.stdout, got.stderr)
 
 
 @pytest.mark.parametrize("answer", [
@@ -49,19 +62,44 @@ def test_words_are_matched_as_words() -> None:
 
 
 def test_program_is_run_and_checked() -> None:
-    assert judge(PROGRAM.kind, PROGRAM.expected, PROGRAM.lab_answer).ok
+    assert judge(PROGRAM.kind, PROGRAM.expected, PROGRAM.lab_answer, _local).ok
     wrong = "```python\ndef add_digits(n):\n    return n % 10\n```"
-    verdict = judge(PROGRAM.kind, PROGRAM.expected, wrong)
+    verdict = judge(PROGRAM.kind, PROGRAM.expected, wrong, _local)
     assert not verdict.ok and "returned 4, expected 10" in verdict.reason
-    missing = judge(PROGRAM.kind, PROGRAM.expected, "def other(n): return 1")
+    missing = judge(PROGRAM.kind, PROGRAM.expected, "def other(n): return 1", _local)
     assert not missing.ok and "no function add_digits" in missing.reason
-    crash = judge(PROGRAM.kind, PROGRAM.expected, "def add_digits(n):\n    raise KeyError('x')")
+    crash = judge(PROGRAM.kind, PROGRAM.expected, "def add_digits(n):\n    raise KeyError('x')",
+                  _local)
     assert not crash.ok and "KeyError" in crash.reason
+
+
+def test_model_code_never_runs_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding K: without a sandbox on the host, the program is not run at all."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model's program was started on this machine")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    verdict = judge(PROGRAM.kind, PROGRAM.expected, PROGRAM.lab_answer)
+    assert not verdict.ok and "not run" in verdict.reason
+
+
+def test_sandbox_command_isolates_and_keeps_the_code_off_argv() -> None:
+    from provision.sandbox import host_sandbox, sandbox_command
+
+    command = sandbox_command("/usr/bin/python3", ["[1]"], 5)
+    for prop in ("DynamicUser=yes", "PrivateNetwork=yes", "ProtectSystem=strict",
+                 "MemoryMax=", "RuntimeMaxSec=5"):
+        assert prop in command
+    sent = []
+    sandbox = host_sandbox(lambda script, t, stdin: (sent.append((script, stdin)) or (0, "[]", "")))
+    sandbox("def add_digits(n): return 'SECRET-CODE'", ["[]"], 5)
+    assert b"SECRET-CODE" in sent[0][1] and "SECRET-CODE" not in sent[0][0]
 
 
 def test_program_that_never_returns_is_stopped() -> None:
     loop = "def add_digits(n):\n    while True:\n        pass\n"
-    verdict = acceptance.judge_python_function(PROGRAM.expected, loop, timeout_s=1.0)
+    verdict = acceptance.judge_python_function(PROGRAM.expected, loop, _local, timeout_s=1.0)
     assert not verdict.ok and "did not return" in verdict.reason
 
 
@@ -129,7 +167,7 @@ def _endpoint(srv: _Server) -> Endpoint:
 
 
 def test_all_pass_with_right_answers_and_vision_sends_an_image(server: _Server) -> None:
-    checks = run_acceptance(_endpoint(server), vision=True, timeout_s=10)
+    checks = run_acceptance(_endpoint(server), vision=True, timeout_s=10, sandbox=_local)
     assert [c.name for c in checks] == [f"acceptance:{p.name}" for p in load_prompts()]
     assert all(c.ok for c in checks), [c.detail for c in checks if not c.ok]
     image = server.requests[-1]["messages"][0]["content"][0]["image_url"]["url"]

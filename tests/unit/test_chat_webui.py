@@ -50,7 +50,8 @@ def plans(settings: Settings = WEB):
 def test_fresh_host_gets_every_page_step_and_a_page_restart() -> None:
     first, _ = plans()
     names = [s.name for s in first.steps]
-    assert names[-5:] == ["web-venv", "web-files", "web-env", "web-unit", "web-enable"]
+    assert names[-6:] == ["web-venv", "web-app", "web-config", "web-env", "web-unit",
+                         "web-enable"]
     assert first.web_restart and "would restart the chat page" in "\n".join(describe_plan(first))
 
 
@@ -64,7 +65,7 @@ def test_a_changed_port_rewrites_the_config_only_and_restarts_the_page() -> None
     _, done = plans()
     moved = dataclasses.replace(WEB, web_port=7861)
     plan = make_plan("gpu1", done, moved)
-    assert [s.name for s in plan.steps] == ["web-files"] and plan.web_restart and not plan.restart
+    assert [s.name for s in plan.steps] == ["web-config"] and plan.web_restart and not plan.restart
     assert '"port": 7861' in plan_diffs(plan)
 
 

@@ -75,7 +75,7 @@ def test_timeout_stops_waiting(sshd: Sshd, tmp_path: Path) -> None:
         start = time.monotonic()
         with pytest.raises(RemoteTimeout, match="box"):
             remote.run("echo started; sleep 30", timeout=1.0)
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < 12  # 1 s, then the command is stopped on the host
 
 
 def test_unknown_key_refused_with_fingerprint_and_fix(sshd: Sshd, tmp_path: Path) -> None:
@@ -328,3 +328,65 @@ def test_become_password_goes_on_stdin_never_on_a_command_line(
     without = _inventory_host(tmp_path, base)
     with Remote(without, _known(tmp_path, sshd)) as remote:
         assert not remote.run("id -u", timeout=20).ok  # sudo -n: no prompt, no hang
+def _gone(pid: int, within_s: float = 10.0) -> bool:
+    import os
+
+    end = time.monotonic() + within_s
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a killed child not yet reaped by its parent still answers kill(0): check its state
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_timed_out_command_is_killed_on_the_host_with_its_children(sshd: Sshd,
+                                                                   tmp_path: Path) -> None:
+    """Finding E: the whole process group goes, and the message names the real limit."""
+    pidfile = tmp_path / "pid"
+    with Remote(_spec(sshd), _settings(tmp_path, sshd.known_hosts_line())) as remote:
+        with pytest.raises(RemoteTimeout) as err:
+            remote.run(f"sleep 300 & echo $! > {pidfile}; wait", timeout=1.0,
+                       limit_name="the per-host limit --host-timeout 1s")
+    assert "limit of 1s (the per-host limit --host-timeout 1s)" in str(err.value)
+    assert _gone(int(pidfile.read_text()), within_s=3.0)  # before the host's own timeout (6s)
+
+
+def test_cancel_stops_the_command_on_the_host(sshd: Sshd, tmp_path: Path) -> None:
+    import threading
+
+    from provision.connection import RemoteCancelled
+
+    pidfile = tmp_path / "pid"
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    with Remote(_spec(sshd), _settings(tmp_path, sshd.known_hosts_line())) as remote:
+        start = time.monotonic()
+        with pytest.raises(RemoteCancelled):
+            remote.run(f"sleep 300 & echo $! > {pidfile}; wait", timeout=60, cancel=cancel)
+        assert time.monotonic() - start < 10
+    assert _gone(int(pidfile.read_text()))
+
+
+def test_host_side_timeout_kills_even_when_nobody_asks(sshd: Sshd, tmp_path: Path) -> None:
+    """The host's own `timeout` bounds a command when this side cannot reach it to kill."""
+    from provision.connection import _WRAP
+
+    pidfile = tmp_path / "pid"
+    import subprocess
+
+    err = tmp_path / "err"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(["/bin/sh", "-c", _WRAP, "provision",
+                                 f"sleep 300 & echo $! > {pidfile}; wait", "1"],
+                                stdout=subprocess.DEVNULL, stderr=sink)
+        assert proc.wait(timeout=30) == 124
+    assert err.read_text().startswith("provision-pgid: ")
+    assert _gone(int(pidfile.read_text()))

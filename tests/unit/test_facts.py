@@ -180,3 +180,21 @@ def test_missing_frame_names_the_host_and_shows_output() -> None:
         parse_facts("gpu7", "Welcome to the machine\n")
     with pytest.raises(ProvisionError, match="gpu7: the facts frame is not valid JSON"):
         parse_facts("gpu7", f"{BEGIN}\n{{oops\n{END}\n")
+
+
+def test_a_failed_builds_partial_counts_as_free_disk(tmp_path) -> None:
+    """Smaller finding: the .partial a failed build left is deleted by the next build, so
+    pre-flight must not refuse the host for the space it holds."""
+    import importlib.util
+
+    from provision.facts import _SCRIPT
+
+    spec = importlib.util.spec_from_file_location("facts_script", _SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    partial = tmp_path / "rel.partial" / "lib"
+    partial.mkdir(parents=True)
+    (partial / "big").write_bytes(b"x" * (3 * 1024 * 1024))
+    (tmp_path / "complete").mkdir()
+    (tmp_path / "complete" / "big").write_bytes(b"x" * (5 * 1024 * 1024))
+    assert script.partial_mib(str(tmp_path)) == 3

@@ -210,11 +210,11 @@ def test_2_0_downloads_into_the_models_own_cache_dir() -> None:
     """C8: 2.0.x puts weights in FD_MODEL_CACHE itself; the unit points it at <org>/<name>."""
     settings = Settings(fastdeploy_version="2.0")
     plan = make_plan("h", ubuntu(), settings)
-    unit = next(s for s in plan.steps if s.name == "unit").script
+    unit = next(s for s in plan.steps if s.name == "unit").upload.data.decode()
     assert "FD_MODEL_CACHE=/var/lib/fastdeploy/models/PaddlePaddle/ERNIE-4.5-VL-28B-A3B-Paddle" \
         in unit
     newer = next(s for s in make_plan("h", ubuntu(), Settings()).steps if s.name == "unit")
-    assert "FD_MODEL_CACHE=/var/lib/fastdeploy/models\n" in newer.script
+    assert "FD_MODEL_CACHE=/var/lib/fastdeploy/models\n" in newer.upload.data.decode()
 
 
 # --------------------------------------------------------------------------- API key (C3)

@@ -72,3 +72,12 @@ def test_live_lines_mask_secrets() -> None:
     reporter.add_secret("tok-42")
     reporter.line("gpu1", "env", "failed", 1.0, "printf tok-42 > /etc/fastdeploy/env")
     assert "tok-42" not in out.getvalue() and MASK in out.getvalue()
+
+
+def test_short_secret_masked_as_a_whole_value_only() -> None:
+    """Finding G: substring masking of a short key spells it out in every word it is in."""
+    from provision.report import redact
+
+    text = "FD_API_KEY='an' sent: Bearer an\nchange the plan, an"
+    assert redact(text, ["an"]) == ("FD_API_KEY='********' sent: Bearer ********\n"
+                                    "change the plan, ********")

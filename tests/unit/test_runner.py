@@ -118,3 +118,30 @@ def test_exit_codes_follow_the_documented_order() -> None:
     assert exit_code([ok, unreachable]) == EXIT_UNREACHABLE
     assert exit_code([unreachable, refused]) == EXIT_REFUSED
     assert exit_code([refused, failed, unreachable]) == EXIT_FAILED
+
+
+def test_sigint_and_sigterm_stop_every_host_and_still_return_results() -> None:
+    """Finding C (runner side): an interruption reaches every host as `abort` (they roll
+    back), the run waits for them, and results come back, so --json still prints."""
+    import os
+    import signal
+
+    from provision import runner
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        runner.STOPPED.clear()
+        seen: list[str] = []
+
+        def converge(spec, settings, options, reporter, abort, seen=seen):
+            abort.wait(30)
+            seen.append(getattr(abort, "reason", ""))
+            return HostResult(spec.name, "failed", error=f"{spec.name}: rolled back",
+                              failed_at="apply", touched=True)
+
+        threading.Timer(0.5, os.kill, (os.getpid(), sig)).start()
+        results = run_hosts(_targets(2), Options(), _reporter(), converge=converge)
+        assert [r.error for r in results] == ["gpu0: rolled back", "gpu1: rolled back"]
+        assert seen == ["interrupted (Ctrl-C or SIGTERM)"] * 2 and runner.STOPPED.is_set()
+        assert exit_code(results) == EXIT_FAILED
+    runner.STOPPED.clear()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back afterwards

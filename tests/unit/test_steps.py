@@ -47,18 +47,92 @@ def test_render_hosts_fqdn_adds_short_name() -> None:
     assert "127.0.0.1\tgpu1.lab.example gpu1\n" in render_hosts("", "gpu1.lab.example")
 
 
+def _run_step(step, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """A step's script under sh, its upload's bytes on stdin, as apply sends them."""
+    data = step.upload.data if step.upload else b""
+    return subprocess.run(["sh", "-c", step.script], input=data, capture_output=True,
+                          cwd=cwd, check=False)
+
+
+def _hosts_step(path: Path, current: str | None, hostname: str = "gpu1"):
+    from provision.steps.hosts import _write_step
+
+    return _write_step("hosts", str(path), current, render_hosts(current, hostname), "test")
+
+
 def test_hosts_step_writes_the_file_for_real(tmp_path: Path) -> None:
     """The generated script, run by sh against a copy: every other byte kept."""
-    from provision import shell
-
     path = tmp_path / "hosts"
     original = "127.0.0.1 localhost\n# a comment with 'quotes' and $dollars\n10.0.0.7 x\n"
     path.write_text(original)
-    new = render_hosts(original, "gpu1")
-    subprocess.run(["sh", "-c", shell.script([shell.write_file(str(path), new, "0644")])],
-                   check=True)
-    assert path.read_text() == new and path.read_text().startswith(original)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    path.chmod(0o640)
+    step = _hosts_step(path, original)
+    assert _run_step(step).returncode == 0
+    assert path.read_text() == render_hosts(original, "gpu1")
+    assert path.read_text().startswith(original)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # its mode kept
+
+
+def test_hosts_non_utf8_bytes_kept_and_symlink_followed(tmp_path: Path) -> None:
+    """Finding H: a Latin-1 byte and CRLF survive byte for byte; a link stays a link."""
+    real = tmp_path / "real-hosts"
+    original = b"127.0.0.1 localhost\r\n10.0.0.7 caf\xe9 # Latin-1\n\xff\xfe odd\n"
+    real.write_bytes(original)
+    link = tmp_path / "hosts"
+    link.symlink_to(real)
+    facts_text = original.decode("utf-8", "surrogateescape")  # as the facts JSON carries it
+    step = _hosts_step(link, facts_text)
+    assert "caf" not in step.script  # the content travels on stdin, not in the script
+    done = _run_step(step)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_bytes().startswith(original)
+    assert real.read_bytes()[len(original):] == f"{BEGIN}\n127.0.0.1\tgpu1\n{END}\n".encode()
+    assert "\ufffd" in (step.diff or "")  # the diff is printable
+
+
+def test_truncated_upload_changes_nothing(tmp_path: Path) -> None:
+    """A connection lost mid-transfer (fewer bytes on stdin) must not install half a file."""
+    path = tmp_path / "hosts"
+    path.write_text("10.0.0.7 x\n")
+    step = _hosts_step(path, "10.0.0.7 x\n")
+    done = subprocess.run(["sh", "-c", step.script], input=step.upload.data[:5],
+                          capture_output=True, check=False)
+    assert done.returncode == 1 and b"incomplete" in done.stderr
+    assert path.read_text() == "10.0.0.7 x\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["hosts"]
+
+
+@pytest.mark.parametrize("text, where", [
+    (f"10.0.0.1 a\n{BEGIN}\n127.0.0.1 old\n10.0.0.2 user-line\n", "line 2"),
+    (f"{END}\n10.0.0.2 b\n", "line 1"),
+    (f"{BEGIN}\n{BEGIN}\n{END}\n", "line 1"),
+])
+def test_unpaired_markers_refused_before_any_change(text: str, where: str) -> None:
+    """Finding H: a BEGIN without its END is a pre-flight error naming the line."""
+    from provision.plan import make_plan
+
+    facts = facts_from_profile("a100", etc_hosts=text)
+    plan = make_plan("gpu1", facts, Settings())
+    errors = [p for p in plan.errors if p.key == "/etc/hosts"]
+    assert errors and where in errors[0].value and plan.steps == ()
+    assert "nothing was changed" in str(errors[0])
+
+
+@pytest.mark.parametrize("name", ["gpu1\n10.6.6.6 evil", "a b", "-x", "", "x" * 300])
+def test_hostname_validated(name: str) -> None:
+    """Finding H: a hostname with a newline cannot write lines of its own."""
+    from provision.steps.hosts import hosts_problems
+
+    facts = facts_from_profile("a100", hostname=name or "\n")
+    assert [p.key for p in hosts_problems("gpu1", facts)] == ["hostname"]
+
+
+def test_good_hostnames_pass() -> None:
+    from provision.steps.hosts import hosts_problems
+
+    for name in ("gpu1", "gpu-1.lab.example", "ip-10-0-0-1", "host_1"):
+        assert hosts_problems("h", facts_from_profile("a100", hostname=name)) == []
 
 
 def test_no_hosts_step_when_the_block_is_right() -> None:
@@ -70,7 +144,7 @@ def test_no_hosts_step_when_the_block_is_right() -> None:
                                cloud_hosts_template="## template:jinja\n127.0.0.1 {{fqdn}}\n",
                                cloud_hosts_template_path="/etc/cloud/templates/hosts.debian.tmpl")
     [step] = hosts_steps(cloud)
-    assert step.name == "hosts-cloud-init" and "## template:jinja" in step.script
+    assert step.name == "hosts-cloud-init" and b"## template:jinja" in step.upload.data
 
 
 # --------------------------------------------------------------------------- systemd quoting
@@ -168,7 +242,10 @@ def test_env_file(tmp_path: Path) -> None:
     step = env_step(facts_from_profile("a100"), Settings(api_key="k-123$x",
                                                          env_file=str(tmp_path / "e" / "env")))
     assert step is not None and "k-123" not in step.reason and "k-123" not in (step.diff or "")
-    subprocess.run(["sh", "-c", step.script], check=True)
+    assert "k-123" not in step.script  # finding G: never in argv (/proc/*/cmdline)
+    assert step.upload is not None and step.upload.secret and step.upload.mode == "0600"
+    assert "k-123" not in step.upload.describe()
+    assert _run_step(step).returncode == 0
     written = tmp_path / "e" / "env"
     assert written.read_text() == text
     assert stat.S_IMODE(written.stat().st_mode) == ENV_MODE
@@ -227,3 +304,56 @@ def test_switch_script_for_real(tmp_path: Path) -> None:
     assert len(moved) == 1 and (moved[0] / "precious").read_text() == "keep"
     assert sorted(p.name for p in releases.iterdir()) == ["new", "old2"]
     assert step.notifies_restart
+
+
+def test_env_diff_masks_the_value_not_its_letters() -> None:
+    """Finding G: a short key ("A") must not turn every "A" in the diff into the mask."""
+    step = env_step(facts_from_profile("a100"), Settings(api_key="A"))
+    assert step is not None
+    assert "FD_API_KEY=********" in (step.diff or "")
+    assert "Managed by provision" in (step.diff or "")
+
+
+# --------------------------------------------------------------------------- dpkg lock
+
+
+def test_held_dpkg_lock_is_waited_for_bounded_with_a_line(tmp_path: Path) -> None:
+    """Finding I: the lock wait says who holds it, waits, and gives up with a fix.
+
+    The wait is run for real against a lock file held (fcntl, as apt holds it) by a
+    process of this test, first released in time, then never.
+    """
+    import sys
+
+    from provision.steps.packages import WAIT_LOCKS
+
+    lock = tmp_path / "lock-frontend"
+    lock.write_text("")
+    holder = ("import fcntl, sys, time\nf = open(sys.argv[1], 'w')\n"
+              "fcntl.lockf(f, fcntl.LOCK_EX)\nprint('held', flush=True)\n"
+              "time.sleep(float(sys.argv[2]))\n")
+    for hold_s, limit, rc in (("3", "30", 0), ("60", "2", 1)):
+        proc = subprocess.Popen([sys.executable, "-c", holder, str(lock), hold_s],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+            done = subprocess.run([sys.executable, "-c", WAIT_LOCKS, limit, str(lock)],
+                                  capture_output=True, text=True, timeout=60)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert done.returncode == rc, done.stderr
+        assert "is held by python" in done.stdout and f"(pid {proc.pid})" in done.stdout
+        assert f"waiting up to {limit}s" in done.stdout
+        if rc:
+            assert "still held" in done.stderr and "Fix:" in done.stderr
+
+
+def test_packages_step_waits_for_the_lock_before_apt() -> None:
+    from provision.steps.packages import packages_step
+
+    step = packages_step(facts_from_profile("a100", has_venv=False))
+    assert step is not None
+    script = step.script
+    assert script.index("lock-frontend") < script.index("apt-get") < script.index("update")
+    assert script.count("DPkg::Lock::Timeout=") == 2

@@ -218,3 +218,55 @@ def test_resolve_targets_reports_every_error_before_any_connection(tmp_path: Pat
         resolve_targets(str(LAB), "lab-t4-1", None, ("api_port=99999",))
     assert str(err.value) == ("-e (host lab-t4-1): api_port='99999': a TCP port is a whole number "
                               "from 1 to 65535")
+
+
+@pytest.mark.parametrize("given, key, words", [
+    ({"venv_dir": "/opt/fastdeploy"}, "venv_dir", "contains releases_dir"),
+    ({"releases_dir": "/opt/fastdeploy/venv/r"}, "venv_dir", "contains releases_dir"),
+    ({"env_file": "/etc/shadow"}, "env_file", "system file"),
+    ({"env_file": "/etc/ssh/sshd_config"}, "env_file", "/etc/ssh"),
+    ({"releases_dir": "/usr"}, "releases_dir", "system directory"),
+    ({"log_dir": "/opt/../etc"}, "log_dir", "normalized"),
+    ({"data_dir": "/var/lib/fd", "model_cache_dir": "/var/lib/fd"}, "model_cache_dir", "same"),
+    ({"model_dir": "/opt/fastdeploy/releases/w"}, "releases_dir", "contains model_dir"),
+    ({"env_file": "/var/lib/fastdeploy"}, "env_file", "same path as data_dir"),
+])
+def test_overlapping_or_system_paths_refused(given: dict, key: str, words: str) -> None:
+    """Finding J: paths the switch or prune would destroy fail validation (exit 2)."""
+    from provision.variables import check_all
+
+    spec = HostSpec(name="gpu1", address="10.0.0.1", vars=given)
+    errors = check_all([spec])
+    assert any(e.key == key and words in e.fix for e in errors), [str(e) for e in errors]
+
+
+def test_default_and_nested_data_paths_pass() -> None:
+    from provision.variables import check_all
+
+    ok = {"data_dir": "/srv/fd", "model_cache_dir": "/srv/fd/models", "log_dir": "/srv/fd/log",
+          "env_file": "/srv/fd/env", "venv_dir": "/opt/fd/venv", "releases_dir": "/opt/fd/rel"}
+    assert check_all([HostSpec(name="a", address="10.0.0.1")]) == []
+    assert check_all([HostSpec(name="a", address="10.0.0.1", vars=ok)]) == []
+
+
+def test_api_key_with_a_quote_is_a_config_error_and_hidden() -> None:
+    """Smaller finding: refused before connecting (exit 2), the value never shown."""
+    from provision.variables import check_all
+
+    [error] = check_all([HostSpec(name="a", address="10.0.0.1", vars={"api_key": "ab'cd"})])
+    assert error.key == "api_key" and "ab'cd" not in str(error) and "single quote" in str(error)
+
+
+def test_group_cycle_and_forged_host_names_are_config_errors(tmp_path: Path) -> None:
+    """Smaller findings: a cycle is one line (no traceback); a name cannot forge log lines."""
+    cycle = tmp_path / "cycle.yml"
+    cycle.write_text("all:\n  children:\n    a:\n      children:\n        b:\n    b:\n"
+                     "      children:\n        a:\n      hosts:\n        gpu1:\n")
+    with pytest.raises(ConfigErrors) as err:
+        resolve_targets(str(cycle), "gpu1", None, ())
+    assert "contain each other" in str(err.value)
+    names = tmp_path / "names.yml"
+    names.write_text('all:\n  hosts:\n    "gpu1\\nFAKE LINE":\n    "a b;c":\n    gpu-2.lab:\n')
+    with pytest.raises(ConfigErrors) as err:
+        resolve_targets(str(names), None, "all", ())
+    assert [e.value for e in err.value.errors] == ["gpu1\nFAKE LINE", "a b;c"]
