@@ -140,22 +140,43 @@ def fleet(size: int, runs: int) -> tuple[dict, float]:
     from provision_lab.lab import Lab
 
     lab = Lab()
-    before = _available_mib()
     missing = size - len(lab.status())
     if missing > 0:
         lab.add_hosts(["a100"] * missing)
-    memory = before - _available_mib()
     inventory = lab.inventory()
     timed(up_argv(inventory, "--limit", "all", "--forks", str(size)))  # converge new ones
+    memory = lab_memory_mib([h.pid for h in lab.status()])
     return paired(up_argv(inventory, "--limit", "all", "--forks", str(size)),
                   up_argv(inventory, "--host", "gpu1"), runs), memory
 
 
-def _available_mib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def lab_memory_mib(roots: list[int]) -> float:
+    """Proportional set size of the hosts' nspawn processes and all they started (systemd,
+    sshd, the stand-in server, ...): what the running hosts cost in memory, shared pages
+    split among their users."""
+    parent: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1]
+                                             .split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    ours, total_kib = set(roots), 0
+    for pid in parent:
+        seen, up = set(), pid
+        while up not in ours and up in parent and up not in seen:
+            seen.add(up)
+            up = parent[up]
+        if up not in ours:
+            continue
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kib / 1024
 
 
 def main() -> None:
@@ -206,8 +227,8 @@ def report(rows: list[tuple[str, dict]], direct: dict, delayed: dict, args, memo
         print(f"{label:38} {spread(got['a']):>24} {spread(got['b']):>24} {ratio:10.2f} "
               f"{'met' if ratio <= GOAL else f'NOT met (<= {GOAL})'}")
     if memory is not None:
-        print(f"fleet of {args.fleet}: the lab's hosts took {memory:.0f} MiB of MemAvailable "
-              "(booted by this run; 0 when they were already up)")
+        print(f"fleet of {args.fleet}: the converged lab hosts' processes hold {memory:.0f} MiB "
+              f"(PSS), {memory / args.fleet:.0f} MiB a host")
     print(f"\nwhere a no-op goes (median of fresh processes; seconds) {'direct':>8} "
           f"{f'{args.delay_ms:g} ms':>8}")
     for name in direct:
