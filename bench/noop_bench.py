@@ -119,19 +119,18 @@ def phases(inventory: Path, host: str, runs: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in seen.items()}
 
 
-def top_imports(count: int = 8) -> list[tuple[str, float]]:
-    """The costliest top-level imports of what `up` loads (cumulative, one cold-ish run)."""
+def top_imports(count: int = 10) -> list[tuple[str, float]]:
+    """The costliest top-level packages `up` loads, wherever imported (cumulative seconds of
+    their first import, one run: `python -X importtime`)."""
     done = subprocess.run([PY, "-X", "importtime", "-c",
                            "import provision.cli, provision.commands.up"],
                           cwd=ROOT, capture_output=True, text=True, check=True)
     rows = []
     for line in done.stderr.splitlines():
         parts = line.split("|")
-        if len(parts) == 3 and parts[1].strip().isdigit():
-            name = parts[2].rstrip()
-            depth = (len(name) - len(name.lstrip())) // 2
-            if depth <= 1:
-                rows.append((name.strip(), int(parts[1]) / 1e6))
+        name = parts[-1].strip()
+        if len(parts) == 3 and parts[1].strip().isdigit() and "." not in name:
+            rows.append((name, int(parts[1]) / 1e6))
     return sorted(rows, key=lambda r: -r[1])[:count]
 
 
@@ -236,7 +235,7 @@ def report(rows: list[tuple[str, dict]], direct: dict, delayed: dict, args, memo
             print(f"  {name:54} {direct[name]:8.3f} {delayed.get(name, 0.0):8.3f}")
     print(f"  {'exec requests':54} {direct['exec_requests']:8.0f} "
           f"{delayed.get('exec_requests', 0):8.0f}")
-    print("\ncostliest imports of `provision up` (python -X importtime, cumulative s):")
+    print("\ncostliest packages `provision up` imports (python -X importtime, cumulative s):")
     for name, seconds in top_imports():
         print(f"  {name:54} {seconds:8.3f}")
 
