@@ -101,8 +101,8 @@ def main() -> None:
     parsed = configparser.ConfigParser()
     parsed.read_string(conf)
     general = parsed.get("global", "index-url")
-    copied = remote.run(f"mkdir -p {WORK} && cat > {UV} && chmod 755 {UV} && {UV} --version",
-                        60, stdin=args.uv.read_bytes())
+    copied = remote.run(f"rm -rf {WORK} && mkdir -p {WORK} && cat > {UV} && chmod 755 {UV} "
+                        f"&& {UV} --version", 60, stdin=args.uv.read_bytes())
     if not copied.ok:
         sys.exit(f"uv does not run on {args.host}: {copied.tail()}")
     times: dict[str, list[float]] = {"pip": [], "uv": []}
