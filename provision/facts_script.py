@@ -261,12 +261,31 @@ def fetch_pages(urls, limit_s=20.0, max_bytes=4 << 20):
     return results
 
 
+_EARLY = {}
+
+
+def start_index_fetch(args):
+    """Without an exact pin the pages are always needed: fetch them while the rest runs."""
+    if args.get("skip_index_if_installed"):
+        return
+    thread = threading.Thread(target=lambda: _EARLY.setdefault(
+        "pages", fetch_pages(args.get("index_pages") or [])), daemon=True)
+    _EARLY["thread"] = thread
+    thread.start()
+
+
 def package_index(args, inst):
     """Skipped when the exact pinned version is what the current release already holds."""
     pin = args.get("skip_index_if_installed")
     if pin and inst.get("fastdeploy_version") == pin:
         return {"skipped": True, "pages": {}}
+    early = _EARLY.pop("thread", None)
+    if early is not None:
+        early.join()  # fetch_pages bounds itself (limit_s)
+        return {"skipped": False, "pages": _EARLY.pop("pages")}
     return {"skipped": False, "pages": fetch_pages(args.get("index_pages") or [])}
+
+
 def web(args):
     """The chat page's files, venv and unit (provision/webui/), in the same trip."""
     out = {}
@@ -307,6 +326,7 @@ def start_commands(args):
 def main():
     args = json.loads(sys.argv[1])
     start_commands(args)
+    start_index_fetch(args)
     osr = os_release()
     uname = os.uname()
     try:

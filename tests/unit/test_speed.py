@@ -115,3 +115,14 @@ def test_up_imports_neither_requests_nor_other_commands() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_index_pages_fetched_early_only_without_an_exact_pin() -> None:
+    refused = f"http://127.0.0.1:{_free_port()}/simple/x/"
+    facts_script.start_index_fetch({"skip_index_if_installed": "2.4.0", "index_pages": [refused]})
+    assert "thread" not in facts_script._EARLY
+    facts_script.start_index_fetch({"skip_index_if_installed": None, "index_pages": [refused]})
+    assert "thread" in facts_script._EARLY
+    got = facts_script.package_index({"skip_index_if_installed": None}, {})
+    assert got["skipped"] is False and got["pages"][refused]["ok"] is False
+    assert facts_script._EARLY == {}
