@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
 
-import requests
 import yaml
 
+from provision import plain_http
 from provision.sandbox import Sandbox
 from provision.verify import Check, Endpoint, chat_body
 
@@ -200,11 +200,11 @@ def ask(endpoint: Endpoint, prompt: Prompt, timeout_s: float) -> tuple[str | Non
     """(answer, error): the model's `content`, or why there is none."""
     body = chat_body(endpoint, _content(prompt), ANSWER_TOKENS)
     try:
-        got = requests.post(f"{endpoint.api}/v1/chat/completions", json=body,
+        got = plain_http.post(f"{endpoint.api}/v1/chat/completions", json=body,
                             headers=endpoint.headers(), timeout=timeout_s)
-    except requests.Timeout:
+    except plain_http.Timeout:
         return None, f"no answer within {timeout_s:.0f}s"
-    except requests.RequestException as exc:
+    except plain_http.RequestException as exc:
         return None, f"{type(exc).__name__}: {exc}"
     if got.status_code != 200:
         return None, f"HTTP {got.status_code}: {_trim(got.text)}"

@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import requests
+from typing import TYPE_CHECKING
 
 from provision import matrix
 from provision.verify import Endpoint
+
+if TYPE_CHECKING:
+    import requests
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _IMAGE_MAGIC = (  # (prefix, media type): sniffed, so a misnamed file still gets its real type
@@ -278,6 +280,8 @@ def stream_chat(endpoint: Endpoint, body: dict, on_delta: Callable[[Delta], None
     `answer` may be passed in so that a caller interrupted mid-stream (KeyboardInterrupt)
     keeps what had arrived. The connection is always closed on the way out.
     """
+    import requests  # here: `up` loads this module for its pure helpers, never streams
+
     answer = answer if answer is not None else Answer()
     started = time.monotonic()
     try:

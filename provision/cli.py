@@ -18,7 +18,44 @@ _ACCEPT = click.option(
          "~/.ssh/known_hosts). A CHANGED key is always refused.")
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """`provision`'s group: commands defined elsewhere are imported only when asked for.
+
+    `provision inventory` (which loads the SSH stack), `provision play` and the commands
+    other distributions add by the entry-point group `provision.commands` (the lab's `provision lab`) are looked
+    up by name when the command line names them, or listed for --help, so `provision up`
+    pays for neither `importlib.metadata` nor a module it does not run.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "inventory", "play", *_plugin_entries()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        if cmd_name == "inventory":
+            from provision.commands.inventory_cmd import inventory
+
+            return inventory
+        if cmd_name == "play":
+            from provision.play.command import register as register_play
+
+            register_play(self, _INVENTORY, _guarded)
+            return super().get_command(ctx, cmd_name)
+        entry = _plugin_entries().get(cmd_name)
+        return entry.load() if entry is not None else None
+
+
+def _plugin_entries() -> dict:
+    """Commands other distributions add under `provision`, by name, so the tool ships none
+    of their code."""
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry for entry in entry_points(group="provision.commands")}
+
+
+@click.group(cls=_LazyGroup)
 @click.version_option(package_name="provision")
 def main() -> None:
     """Take GPU hosts to a running, verified FastDeploy ERNIE-4.5 API server."""
@@ -220,23 +257,6 @@ def _guarded(command) -> int:
         click.echo(f"ERROR: {exc}", err=True)
         return 2
 
-
-def _register_subcommands() -> None:
-    """Commands other distributions add under `provision` (the lab's `provision lab`), by the
-    entry-point group `provision.commands`, so the tool ships none of their code."""
-    from importlib.metadata import entry_points
-
-    from provision.commands.inventory_cmd import inventory
-
-    main.add_command(inventory)
-    for entry in entry_points(group="provision.commands"):
-        main.add_command(entry.load(), entry.name)
-    from provision.play.command import register as register_play
-
-    register_play(main, _INVENTORY, _guarded)
-
-
-_register_subcommands()
 
 if __name__ == "__main__":
     main()

@@ -12,10 +12,7 @@ import dataclasses
 import json
 import re
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
-
-import yaml
 
 from provision import matrix, pkgindex, shell
 from provision.model import (
@@ -111,9 +108,8 @@ def gather_command(settings: Settings, tasks: list | None = None,
 
 @lru_cache(maxsize=1)
 def _caps_by_name() -> dict[str, str]:
-    text = resources.files("provision.data").joinpath("gpus.yaml").read_text()
     return {str(name): str(arch["compute_cap"])
-            for arch in yaml.safe_load(text)["architectures"] for name in arch["names"]}
+            for arch in matrix.load_data("gpus.yaml")["architectures"] for name in arch["names"]}
 
 
 def compute_cap_from_name(name: str) -> str:

@@ -18,8 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 BEGIN = "===PROVISION-FACTS-BEGIN==="
 END = "===PROVISION-FACTS-END==="
@@ -33,8 +31,38 @@ def read(path):
         return None
 
 
+_STARTED = {}
+
+
 def run(argv, timeout=30):
-    """Raw outcome of a command: never raises, so one missing tool cannot hide the others."""
+    """Raw outcome of a command: never raises, so one missing tool cannot hide the others.
+
+    A command `start_all` set going is not run again: its outcome is waited for here.
+    """
+    thread = _STARTED.pop(tuple(argv), None)
+    if thread is not None:
+        thread.join()
+        return thread.outcome
+    return _run_now(argv, timeout)
+
+
+def start_all(argvs, timeout=30):
+    """Start commands the trip will need at once, each in a thread, so that the trip costs
+    the slowest of them instead of their sum (nvidia-smi alone can take a second)."""
+    for argv in argvs:
+        if tuple(argv) in _STARTED:
+            continue
+        thread = threading.Thread(target=_keep, args=(argv, timeout), daemon=True)
+        thread.outcome = None
+        _STARTED[tuple(argv)] = thread
+        thread.start()
+
+
+def _keep(argv, timeout):
+    threading.current_thread().outcome = _run_now(argv, timeout)
+
+
+def _run_now(argv, timeout):
     try:
         got = subprocess.run(argv, capture_output=True, timeout=timeout, text=True,
                              errors="replace")
@@ -78,10 +106,16 @@ def cloud_init(osr):
     return {"path": path, "text": read(path)}
 
 
+def nvidia_commands(fields):
+    """The query and the plain table, both always asked for (see `nvidia`)."""
+    return [["nvidia-smi", "--query-gpu=" + fields, "--format=csv,noheader,nounits"],
+            ["nvidia-smi"]]
+
+
 def nvidia(fields, fields_no_cap):
     if shutil.which("nvidia-smi") is None:
         return None
-    query = run(["nvidia-smi", "--query-gpu=" + fields, "--format=csv,noheader,nounits"])
+    query = run(nvidia_commands(fields)[0])
     fallback = None
     if query["rc"] != 0 and "compute_cap" in query["out"] + query["err"]:
         fallback = run(["nvidia-smi", "--query-gpu=" + fields_no_cap,
@@ -194,12 +228,18 @@ def installed(args):
         out["env_mode"] = os.stat(args["env_file"]).st_mode & 0o7777
     except OSError:
         out["env_sha256"], out["env_mode"] = None, None
-    service = args["service"]
-    out["service_active"] = run(["systemctl", "is-active", service])["out"].strip() or None
-    out["service_enabled"] = run(["systemctl", "is-enabled", service])["out"].strip() or None
-    restarts = run(["systemctl", "show", "-p", "NRestarts", "--value", service])["out"].strip()
+    active, enabled, restarts = unit_commands(args["service"])
+    out["service_active"] = run(active)["out"].strip() or None
+    out["service_enabled"] = run(enabled)["out"].strip() or None
+    restarts = run(restarts)["out"].strip()
     out["service_restarts"] = int(restarts) if restarts.isdigit() else None
     return out
+
+
+def unit_commands(service):
+    """What systemd says about a unit: is-active, is-enabled, NRestarts."""
+    return [["systemctl", "is-active", service], ["systemctl", "is-enabled", service],
+            ["systemctl", "show", "-p", "NRestarts", "--value", service]]
 
 
 def fetch_pages(urls, limit_s=20.0, max_bytes=4 << 20):
@@ -208,6 +248,9 @@ def fetch_pages(urls, limit_s=20.0, max_bytes=4 << 20):
     All at once in threads, each with a timeout and the whole bounded by limit_s; a page
     that fails or is late is reported, never raised.
     """
+    import urllib.error  # here: a converged host skips the index, and these cost an import
+    import urllib.request
+
     results = {}
 
     def one(url):
@@ -232,12 +275,31 @@ def fetch_pages(urls, limit_s=20.0, max_bytes=4 << 20):
     return results
 
 
+_EARLY = {}
+
+
+def start_index_fetch(args):
+    """Without an exact pin the pages are always needed: fetch them while the rest runs."""
+    if args.get("skip_index_if_installed"):
+        return
+    thread = threading.Thread(target=lambda: _EARLY.setdefault(
+        "pages", fetch_pages(args.get("index_pages") or [])), daemon=True)
+    _EARLY["thread"] = thread
+    thread.start()
+
+
 def package_index(args, inst):
     """Skipped when the exact pinned version is what the current release already holds."""
     pin = args.get("skip_index_if_installed")
     if pin and inst.get("fastdeploy_version") == pin:
         return {"skipped": True, "pages": {}}
+    early = _EARLY.pop("thread", None)
+    if early is not None:
+        early.join()  # fetch_pages bounds itself (limit_s)
+        return {"skipped": False, "pages": _EARLY.pop("pages")}
     return {"skipped": False, "pages": fetch_pages(args.get("index_pages") or [])}
+
+
 def web(args):
     """The chat page's files, venv and unit (provision/webui/), in the same trip."""
     out = {}
@@ -258,13 +320,27 @@ def web(args):
                              else None)
     out["active"] = out["enabled"] = None
     if out["unit_text"] is not None:
-        out["active"] = run(["systemctl", "is-active", args["service"]])["out"].strip() or None
-        out["enabled"] = run(["systemctl", "is-enabled", args["service"]])["out"].strip() or None
+        active, enabled, _ = unit_commands(args["service"])
+        out["active"] = run(active)["out"].strip() or None
+        out["enabled"] = run(enabled)["out"].strip() or None
     return out
+
+
+def start_commands(args):
+    """Every command this trip will surely run, set going together before anything else."""
+    argvs = [["systemctl", "is-system-running"], *unit_commands(args["service"])]
+    if shutil.which("nvidia-smi") is not None:
+        argvs += nvidia_commands(args["query"])
+    web_args = args.get("web")
+    if web_args and os.path.exists(web_args["unit"]):
+        argvs += unit_commands(web_args["service"])[:2]
+    start_all(argvs)
 
 
 def main():
     args = json.loads(sys.argv[1])
+    start_commands(args)
+    start_index_fetch(args)
     osr = os_release()
     uname = os.uname()
     try:

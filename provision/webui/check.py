@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import requests
-
+from provision import plain_http
 from provision.connection import Remote, Tunnel
 from provision.model import Settings
 from provision.verify import CHAT_PROMPT, Check, UnitState, parse_unit_state
@@ -55,11 +54,11 @@ def wait_page(url: str, timeout: float = PAGE_TIMEOUT,
     last, next_unit, baseline = "no answer yet", start + unit_every, None
     while True:
         try:
-            got = requests.get(f"{url}/", timeout=10)
+            got = plain_http.get(f"{url}/", timeout=10)
             if got.status_code == 200:
                 return Check("web page", True, time.monotonic() - start, "200")
             last = f"HTTP {got.status_code}"
-        except requests.RequestException as exc:
+        except plain_http.RequestException as exc:
             last = type(exc).__name__
         now = time.monotonic()
         if unit is not None and now >= next_unit:
