@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv python3-pip debootstrap systemd-container systemd iproute2 \
-	openssh-client openssh-server dpkg-dev curl sudo chromium chromium-driver
+	openssh-client openssh-server dpkg-dev curl sudo chromium chromium-driver openssl
 
 .PHONY: setup test demo lint unit clean-lab
 

@@ -34,7 +34,8 @@ def lab() -> None:
 @click.option("--bare", is_flag=True, help="Hosts without python3-venv and pip, "
               "as a fresh Ubuntu 22.04 cloud image ships.")
 @click.option("--no-mirror", is_flag=True, help="Hosts without /etc/pip.conf: pip's default "
-              "index (pypi.org) applies, which the lab cannot reach.")
+              "index, https://pypi.org/simple/, is the lab's general index over HTTPS "
+              "(the lab's CA in the host's trust store).")
 def up(count: int, profiles: str, bare: bool, no_mirror: bool) -> None:
     """Start COUNT hosts gpu1..gpuN (a previous lab is stopped first)."""
     names = [p.strip() for p in profiles.split(",") if p.strip()]

@@ -8,6 +8,9 @@ General index (port 8701), a PyPI stand-in ("site mirror") at /simple/ (PEP 503)
     fastdeploy-gpu's ordinary dependencies (they exist only there), Paddle's dependencies, DECOY
     fastdeploy-gpu and paddlepaddle-gpu 99.0.0, and any wheel dropped into the extra directory
     (paths.GENERAL_WHEELS), listed on every request.
+    The same index is served over HTTPS as the public one (--tls-port, for hosts without a
+    site mirror): pages at https://pypi.org/simple/, files linked on
+    https://files.pythonhosted.org/files/, with the lab CA's certificate for both names (tls.py).
 Stand-in wheels carry their build facts (_lab_build.json): versions, CUDA build, SMs and, for
 fastdeploy-gpu, the release's behaviour (upstream/releases.yaml). A stamp over every input makes
 a rebuild a no-op when nothing changed.
@@ -16,6 +19,7 @@ CLI (the lab runs the server as a daemon):
     python -m provision_lab.index build PADDLE_ROOT GENERAL_ROOT
     python -m provision_lab.index serve --root DIR --bind ADDR --port PORT
         [--general-root DIR --general-extra DIR --general-port PORT]
+        [--tls-port PORT --tls-cert FILE --tls-key FILE --tls-files-url URL]
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import posixpath
 import re
 import shutil
 import signal
+import socket
+import ssl
 import sys
 import threading
 import urllib.parse
@@ -162,14 +168,15 @@ def _page(title: str, links: list[str]) -> str:
     )
 
 
-def _file_link(href: str, path: Path) -> str:
+def _file_link(base: str, path: Path) -> str:
+    """A link to `path` as base + its quoted name (base: relative, or an absolute URL)."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return (f'<a href="{urllib.parse.quote(href)}#sha256={digest}">'
-            f"{html.escape(path.name)}</a>")
+    href = html.escape(base + urllib.parse.quote(path.name))
+    return f'<a href="{href}#sha256={digest}">{html.escape(path.name)}</a>'
 
 
 def _write_project_page(project_dir: Path, project: str) -> None:
-    links = [_file_link(w.name, w) for w in sorted(project_dir.glob("*.whl"))]
+    links = [_file_link("", w) for w in sorted(project_dir.glob("*.whl"))]
     (project_dir / "index.html").write_text(_page(f"Links for {project}", links))
 
 
@@ -275,9 +282,12 @@ class _StaticHandler(SimpleHTTPRequestHandler):
 
 class _GeneralHandler(BaseHTTPRequestHandler):
     """A PEP 503 index over flat directories of files, listed afresh on every request:
-    /simple/, /simple/<project>/ and /files/<name>."""
+    /simple/, /simple/<project>/ and /files/<name>. Project pages link files as
+    files_url + name: relative by default, an absolute URL where the files have their own
+    host name (as PyPI's are on files.pythonhosted.org)."""
 
     directories: tuple[Path, ...] = ()
+    files_url = "../../files/"
 
     def log_message(self, format, *args):  # noqa: A002
         pass
@@ -313,7 +323,7 @@ class _GeneralHandler(BaseHTTPRequestHandler):
             if not mine:
                 self._send(404, b"Not Found", "text/plain")
                 return
-            links = [_file_link(f"../../files/{p.name}", p) for p in mine]
+            links = [_file_link(self.files_url, p) for p in mine]
             self._send(200, _page(f"Links for {project}", links).encode())
         elif len(parts) == 2 and parts[0] == "files" and parts[1] in files:
             self._send(200, files[parts[1]].read_bytes(), "application/octet-stream")
@@ -334,11 +344,45 @@ def make_index_server(root: Path, bind: str, port: int) -> ThreadingHTTPServer:
     return _server(partial(_StaticHandler, directory=str(Path(root).resolve())), bind, port)
 
 
-def make_general_server(directories: list[Path], bind: str, port: int) -> ThreadingHTTPServer:
-    """A bound, not yet serving, general index over `directories` (earlier ones win a name)."""
-    handler = type("GeneralHandler", (_GeneralHandler,),
-                   {"directories": tuple(Path(d) for d in directories)})
-    return _server(handler, bind, port)
+class _TLSServer(ThreadingHTTPServer):
+    """HTTPS: each connection's TLS handshake runs in its own thread, bounded in time, so a
+    client that stalls or refuses the certificate (a host with another CA) holds up no one."""
+
+    daemon_threads = True
+    HANDSHAKE_TIMEOUT_S = 30.0
+
+    def __init__(self, address: tuple[str, int], handler, context: ssl.SSLContext) -> None:
+        self.context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request: socket.socket, client_address) -> None:
+        request.settimeout(self.HANDSHAKE_TIMEOUT_S)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            print(f"tls: {client_address[0]}: handshake failed: {exc}", file=sys.stderr)
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            tls.close()
+
+
+def make_general_server(directories: list[Path], bind: str, port: int,
+                        tls: tuple[Path, Path] | None = None,
+                        files_url: str | None = None) -> ThreadingHTTPServer:
+    """A bound, not yet serving, general index over `directories` (earlier ones win a name);
+    over HTTPS with tls=(certificate, key), its file links under files_url when given."""
+    attributes: dict = {"directories": tuple(Path(d) for d in directories)}
+    if files_url:
+        attributes["files_url"] = files_url
+    handler = type("GeneralHandler", (_GeneralHandler,), attributes)
+    if tls is None:
+        return _server(handler, bind, port)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(tls[0]), str(tls[1]))
+    return _TLSServer((bind, port), handler, context)
 
 
 def serve(servers: list[ThreadingHTTPServer]) -> None:
@@ -369,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--general-root", type=Path, help="the general index's built root")
     run.add_argument("--general-extra", type=Path, help="extra wheels for the general index")
     run.add_argument("--general-port", type=int)
+    run.add_argument("--tls-port", type=int, help="also serve the general index over HTTPS")
+    run.add_argument("--tls-cert", type=Path, help="the HTTPS certificate (PEM)")
+    run.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    run.add_argument("--tls-files-url", help="absolute URL the HTTPS pages link files under")
     args = parser.parse_args(argv)
     if args.command == "build":
         build_index(args.paddle_root)
@@ -382,6 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         directories = [args.general_root / "files"] + (
             [args.general_extra] if args.general_extra else [])
         servers.append(make_general_server(directories, args.bind, args.general_port))
+        if args.tls_port:
+            if not (args.tls_cert and args.tls_key):
+                parser.error("--tls-port needs --tls-cert and --tls-key")
+            servers.append(make_general_server(directories, args.bind, args.tls_port,
+                                               (args.tls_cert, args.tls_key),
+                                               args.tls_files_url))
     serve(servers)
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 import provision_lab
-from provision_lab import general_wheels, machine, network, paths, rootfs
+from provision_lab import general_wheels, machine, network, paths, rootfs, tls
 from provision_lab.answers import lab_answers
 from provision_lab.machine import LabHost
 from provision_lab.profiles import get_profile, install_profile
@@ -35,6 +35,13 @@ SEEDED_MODEL = "var/lib/fastdeploy/models/PaddlePaddle/ERNIE-4.5-VL-28B-A3B-Padd
 # A site mirror, as closed GPU clusters configure pip: the lab's general index.
 PIP_CONF = (f"[global]\nindex-url = {paths.GENERAL_INDEX_URL}\n"
             f"trusted-host = {paths.GATEWAY}\n")
+
+# A host without a site mirror: the public index's names resolve to the lab's HTTPS stand-in
+# (Debian's own /etc/hosts head, then theirs), and the lab CA is in the system trust store,
+# which Debian's pip (also the one ensurepip puts into a venv) reads through its patched
+# certifi: /etc/ssl/certs/ca-certificates.crt.
+PUBLIC_INDEX_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                      f"{paths.GATEWAY}\t{' '.join(tls.PYPI_NAMES)}\n")
 
 # Every booted systemd holds several inotify instances; the kernel's default of 128 per user
 # stops containers from booting after about a dozen ("Too many open files" inside).
@@ -101,9 +108,9 @@ class Lab:
     def add_hosts(self, specs: list, pip_mirror: bool = True) -> list[LabHost]:
         """Boot several hosts at once; a spec is a profile name or (profile, bare).
 
-        pip_mirror=False boots them without /etc/pip.conf, so pip falls back to its default
-        index (pypi.org), which a lab host cannot reach, as on a closed cluster without a
-        site mirror.
+        pip_mirror=False boots them without /etc/pip.conf, so pip uses its default index,
+        https://pypi.org/simple/: the lab's general index over HTTPS (PUBLIC_INDEX_HOSTS and
+        the lab CA in the host's trust store), as a host with the internet reaches PyPI.
         """
         pairs = [(s, False) if isinstance(s, str) else (s[0], bool(s[1])) for s in specs]
         for profile, _ in pairs:
@@ -167,6 +174,14 @@ class Lab:
         for host in self._select(hosts):
             (host.root / "etc/provision-lab/answers.json").write_text(json.dumps(answers))
 
+    def trust_ca(self, ca_pem: str | None, hosts: list[str] | None = None) -> None:
+        """Replace the lab CA in those hosts' trust store by `ca_pem` (None: the lab's again),
+        through the host's own update-ca-certificates (tests: a wrong CA must be refused)."""
+        pem = paths.TLS_DIR.joinpath("ca.crt").read_text() if ca_pem is None else ca_pem
+        for host in self._select(hosts):
+            (host.root / paths.HOST_CA_FILE).write_text(pem)
+            host.ssh("update-ca-certificates --fresh", check=True)
+
     def inventory(self, path: Path | None = None) -> Path:
         """An Ansible YAML inventory of the running hosts, one group per profile."""
         path = Path(path or paths.INVENTORY)
@@ -227,6 +242,7 @@ class Lab:
         if not self.hosts:  # a lab killed midway leaves namespaces, mounts, processes
             self.down()
         self._rootfs = rootfs.ensure_rootfs()
+        tls.ensure(paths.TLS_DIR, paths.CA_NAME)
         self._publish_index()
 
     def _publish_index(self) -> None:
@@ -255,6 +271,8 @@ class Lab:
             (etc / "answers.json").write_text(json.dumps(lab_answers()))
             if host.pip_mirror:
                 (root / "etc/pip.conf").write_text(PIP_CONF)
+            else:
+                _reach_public_index(root)
             seeded = root / SEEDED_MODEL
             seeded.mkdir(parents=True, exist_ok=True)
             (seeded / "config.json").write_text('{"architectures": ["stand-in"]}\n')
@@ -283,6 +301,7 @@ class Lab:
     def _start_index(self) -> None:
         if self._index_alive():
             return
+        tls_files = tls.files_in(paths.TLS_DIR)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(provision_lab.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
@@ -291,7 +310,9 @@ class Lab:
             [sys.executable, "-m", "provision_lab.index", "serve", "--root", str(paths.INDEX_ROOT),
              "--bind", paths.GATEWAY, "--port", str(paths.INDEX_PORT),
              "--general-root", str(paths.GENERAL_ROOT), "--general-extra",
-             str(paths.GENERAL_WHEELS), "--general-port", str(paths.GENERAL_INDEX_PORT)],
+             str(paths.GENERAL_WHEELS), "--general-port", str(paths.GENERAL_INDEX_PORT),
+             "--tls-port", str(paths.PYPI_PORT), "--tls-cert", str(tls_files.cert),
+             "--tls-key", str(tls_files.key), "--tls-files-url", paths.PYPI_FILES_URL],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
         log.close()
         self.index_pid = proc.pid
@@ -300,15 +321,16 @@ class Lab:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                for port in (paths.INDEX_PORT, paths.GENERAL_INDEX_PORT):
+                for port in (paths.INDEX_PORT, paths.GENERAL_INDEX_PORT, paths.PYPI_PORT):
                     socket.create_connection((paths.GATEWAY, port), timeout=1).close()
                 return
             except OSError:
                 if proc.poll() is not None:
                     break
                 time.sleep(0.1)
-        raise LabError(f"the stand-in indexes did not start on {paths.INDEX_URL} and "
-                       f"{paths.GENERAL_INDEX_URL}; see "
+        raise LabError(f"the stand-in indexes did not start on {paths.INDEX_URL}, "
+                       f"{paths.GENERAL_INDEX_URL} and https://{paths.GATEWAY}:"
+                       f"{paths.PYPI_PORT}/simple/; see "
                        f"{paths.STATE_DIR / 'index-server.log'}")
 
     def _stop_index(self) -> None:
@@ -327,3 +349,13 @@ class Lab:
 
     def _save(self) -> None:
         machine.dump_state(self.hosts, self.index_pid)
+
+
+def _reach_public_index(root: Path) -> None:
+    """A host tree (not yet booted) that reaches "pypi.org": the names in /etc/hosts, the lab
+    CA in its trust store through the host's own update-ca-certificates."""
+    (root / "etc/hosts").write_text(PUBLIC_INDEX_HOSTS)
+    ca = root / paths.HOST_CA_FILE
+    ca.parent.mkdir(parents=True, exist_ok=True)
+    ca.write_text(tls.files_in(paths.TLS_DIR).ca_cert.read_text())
+    run("chroot", str(root), "update-ca-certificates", timeout=120)

@@ -27,6 +27,7 @@ KEY_FILE = STATE_DIR / "id_ed25519"
 KNOWN_HOSTS = STATE_DIR / "known_hosts"
 INVENTORY = STATE_DIR / "inventory.yml"
 INDEX_PID = STATE_DIR / "index-server.pid"
+TLS_DIR = STATE_DIR / "tls"  # the lab's CA and the certificate of its pypi.org stand-in
 
 # Hosts sit on one bridge, in a /24 that only the lab uses: 10.213.7.1 is this machine's
 # side (where the stand-in index listens), hosts are .11, .12, ... No default route and no
@@ -40,6 +41,14 @@ PADDLE_INDEX_PATH = "packages/stable"  # as upstream: https://www.paddlepaddle.o
 PADDLE_INDEX_URL = f"{INDEX_URL}/{PADDLE_INDEX_PATH}/"
 GENERAL_INDEX_PORT = 8701  # the "site mirror" (a PyPI stand-in): http://GATEWAY:8701/simple/
 GENERAL_INDEX_URL = f"http://{GATEWAY}:{GENERAL_INDEX_PORT}/simple/"
+# The same general index over HTTPS as the public one, for hosts without a site mirror: pip's
+# default https://pypi.org/simple/ (files on https://files.pythonhosted.org/), those names
+# mapped to GATEWAY in such a host's /etc/hosts and the lab's CA in its trust store.
+PYPI_PORT = 443
+PYPI_INDEX_URL = "https://pypi.org/simple/"
+PYPI_FILES_URL = "https://files.pythonhosted.org/files/"
+CA_NAME = f"provision lab{LAB_ID} CA"
+HOST_CA_FILE = "usr/local/share/ca-certificates/provision-lab-ca.crt"  # on a host
 NETNS_PREFIX = f"provlab{LAB_ID}-"
 VETH_PREFIX = f"plv{LAB_ID}-"
 FIRST_HOST_OCTET = 10

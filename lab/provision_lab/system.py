@@ -15,6 +15,7 @@ NEEDED = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
     "dpkg-scanpackages": "dpkg-dev",
+    "openssl": "openssl",  # the lab CA and its pypi.org certificate (tls.py)
 }
 
 

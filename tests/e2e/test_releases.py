@@ -2,7 +2,8 @@
 
 Written against /work/helpers/CONTRACT-7.md: the lab's Paddle index stand-in at
 GATEWAY:8700, the general index ("site mirror") at GATEWAY:8701 with DECOY 99.0.0 builds of
-both GPU packages, hosts with or without a pip.conf pointing at it (`pip_mirror=False`),
+both GPU packages, hosts with or without a pip.conf pointing at it (`pip_mirror=False`: the
+same index is then pip's default, https://pypi.org/simple/, over TLS with the lab's CA),
 stand-in servers that behave per release (argparse, /v1/models, FD_API_KEY, /config-info,
 parser names, thinking, cache layout, ops import, 24 GB VL-28B), an `r535` profile.
 The inventory pins fastdeploy_version "2.4" (the hosts run Python 3.11).
@@ -101,19 +102,42 @@ def test_c1_site_mirror_serves_the_dependencies_and_no_decoy_wins(hosts, invento
     assert "DECOY" not in host.ssh("journalctl -u fastdeploy --no-pager").stdout
 
 
-def test_c1_no_general_index_fails_naming_the_cause_then_extra_index_installs(
-        hosts, inventory, home, general_index) -> None:
-    host = hosts["nomirror"]
-    failed = up(home, inventory, host)
-    assert failed.returncode != 0
-    text = failed.stdout + failed.stderr
-    assert "general index" in text and "pip_extra_index_url" in text
-    assert "Python" not in text.split("general index")[0].splitlines()[-1]
-    assert host.ssh(f"test -e {VENV}").returncode != 0  # nothing switched
+def test_c1_no_mirror_host_converges_from_pypi_org_gpu_packages_from_paddle(
+        lab, hosts, inventory, home, general_index, tmp_path) -> None:
+    """No pip configuration and pip_extra_index_url unset: the dependencies come from pip's
+    default index, https://pypi.org/simple/ (the lab's general index over verified TLS), the
+    two GPU packages from the Paddle index only (the general index's higher DECOYs lose).
+    Then, with "pypi.org" untrusted, a new build fails naming the cause and leaves 2.4.0
+    serving, and pip_extra_index_url wins: the build needs no pypi.org at all."""
+    from provision_lab import tls
 
-    done = up(home, inventory, host, f"pip_extra_index_url={general_index}")
+    host = hosts["nomirror"]
+    assert host.ssh("python3 -m pip config list; env | grep ^PIP_").stdout.strip() == ""
+    done = up(home, inventory, host)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert versions(host)["fastdeploy-gpu"] == "2.4.0"
+    assert versions(host) == {"fastdeploy-gpu": "2.4.0", "paddlepaddle-gpu": "3.3.0"}
+    fastapi = host.ssh(f"{VENV}/bin/python -c 'import importlib.metadata as m; "
+                       "print(m.version(\"fastapi\"))'")
+    assert fastapi.stdout.strip() == "1.0.0", fastapi.stderr  # only the general index has it
+    assert "DECOY" not in host.ssh("journalctl -u fastdeploy --no-pager").stdout
+
+    other = tls.make_ca(tmp_path / "other", "another CA")
+    lab.trust_ca(other.read_text(), [host.name])
+    try:
+        failed = up(home, inventory, host, "fastdeploy_version=2.3")
+        assert failed.returncode != 0
+        text = failed.stdout + failed.stderr
+        assert "general index" in text and "pip_extra_index_url" in text
+        assert "Python" not in text.split("general index")[0].splitlines()[-1]
+        assert versions(host)["fastdeploy-gpu"] == "2.4.0"  # the previous release serves
+        assert requests.get(f"http://{host.address}:8180/health", timeout=10).status_code == 200
+
+        done = up(home, inventory, host, "fastdeploy_version=2.3",
+                  f"pip_extra_index_url={general_index}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert versions(host)["fastdeploy-gpu"] == "2.3.4"
+    finally:
+        lab.trust_ca(None, [host.name])
 
 
 # --------------------------------------------------------------------------- C2, C8

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from provision_lab import machine, paths
+from provision_lab import machine, paths, tls
 from provision_lab.profiles import get_profile
 
 
@@ -99,14 +99,38 @@ def test_hosts_use_the_general_index_as_their_site_mirror(pair) -> None:
     assert "No matching distribution found for" in only_paddle.stderr
 
 
-def test_a_host_without_the_mirror_reaches_no_index(lab) -> None:
+def test_a_host_without_the_mirror_installs_from_pypi_org_over_verified_tls(lab,
+                                                                           tmp_path) -> None:
+    """No pip configuration at all: a fresh venv's pip takes its default index, reaches
+    "pypi.org" (the lab's stand-in, on this machine) over TLS and downloads the file from
+    files.pythonhosted.org; with another CA in the host's trust store it is refused."""
     (host,) = lab.add_hosts(["a100"], pip_mirror=False)
     try:
         assert not (host.root / "etc/pip.conf").exists()
-        done = host.ssh("python3 -m pip download --retries 0 --timeout 5 --no-deps -d /tmp/dl "
-                        "fastapi", timeout=120)
-        assert done.returncode != 0
-        assert "No matching distribution found for fastapi" in done.stderr
+        setup = host.ssh("python3 -m venv /tmp/v && /tmp/v/bin/python -m pip config list; "
+                         "env | grep ^PIP_; for name in pypi.org files.pythonhosted.org; do "
+                         "getent ahostsv4 $name | head -n 1 | cut -d ' ' -f 1; done; "
+                         "/tmp/v/bin/python -c 'from pip._vendor import certifi; "
+                         "print(certifi.where())'", timeout=120)
+        # Debian's pip (in a venv too) reads the system store through its patched certifi
+        assert setup.stdout.split() == [paths.GATEWAY, paths.GATEWAY,
+                                        "/etc/ssl/certs/ca-certificates.crt"], setup.stdout
+        pip = "/tmp/v/bin/python -m pip install -vv --no-cache-dir --retries 0 --timeout 10 "
+        done = host.ssh(pip + "fastapi", timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Looking in indexes" not in done.stdout  # pip's default, nothing configured
+        assert "https://pypi.org/simple/fastapi/" in done.stdout, done.stdout
+        assert "Starting new HTTPS connection (1): files.pythonhosted.org:443" in done.stdout
+        assert re.search(r"https://files\.pythonhosted\.org/\S+/fastapi-1\.0\.0-py3-none-any"
+                         r"\.whl", done.stdout), done.stdout
+
+        other = tls.make_ca(tmp_path / "other", paths.CA_NAME)  # same name, another key
+        lab.trust_ca(other.read_text(), [host.name])
+        refused = host.ssh(pip + "uvicorn", timeout=300)
+        assert refused.returncode != 0
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr
+        lab.trust_ca(None, [host.name])
+        assert host.ssh(pip + "uvicorn", timeout=300).returncode == 0
     finally:
         lab.remove_host(host.name)
 
