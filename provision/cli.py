@@ -22,9 +22,10 @@ class _LazyGroup(click.Group):
     """`provision`'s group: commands defined elsewhere are imported only when asked for.
 
     `provision inventory` (which loads the SSH stack), `provision play` and the commands
-    other distributions add by the entry-point group `provision.commands` (the lab's `provision lab`) are looked
-    up by name when the command line names them, or listed for --help, so `provision up`
-    pays for neither `importlib.metadata` nor a module it does not run.
+    other distributions add by the entry-point group `provision.commands` (the lab's
+    `provision lab`) are looked up by name when the command line names them, or listed for
+    --help, so `provision up` pays for neither `importlib.metadata` nor a module it does not
+    run.
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
