@@ -29,7 +29,10 @@ from provision_lab.system import LabError, ensure_packages, require_root, run
 # Lab hosts carry a small stand-in for the default model's weights in FastDeploy's download
 # cache (the real ones are ~60 GB): the server finds them as it would after a first
 # download, and pre-flight's disk check (tested without the lab) does not need 60 GB here.
-SEEDED_MODEL = "var/lib/fastdeploy/models/PaddlePaddle/ERNIE-4.5-VL-28B-A3B-Paddle"
+# The models the lab's tests deploy (the default, and the thinking models of C6/C7), so a
+# host's free disk on this machine does not decide pre-flight (VL-28B needs about 60 GB).
+SEEDED_MODELS = tuple(f"var/lib/fastdeploy/models/PaddlePaddle/ERNIE-4.5-{name}" for name in (
+    "VL-28B-A3B-Paddle", "VL-28B-A3B-Thinking", "21B-A3B-Thinking"))
 
 
 # A site mirror, as closed GPU clusters configure pip: the lab's general index.
@@ -273,9 +276,10 @@ class Lab:
                 (root / "etc/pip.conf").write_text(PIP_CONF)
             else:
                 _reach_public_index(root)
-            seeded = root / SEEDED_MODEL
-            seeded.mkdir(parents=True, exist_ok=True)
-            (seeded / "config.json").write_text('{"architectures": ["stand-in"]}\n')
+            for model in SEEDED_MODELS:
+                seeded = root / model
+                seeded.mkdir(parents=True, exist_ok=True)
+                (seeded / "config.json").write_text('{"architectures": ["stand-in"]}\n')
         return customize
 
     def _write_known_hosts(self) -> None:
