@@ -37,7 +37,6 @@ class Prompt:
     prompt: str
     kind: str
     expected: object
-    lab_answer: str
     image: str | None = None
     vision_only: bool = False
     source: str = ""  # where the expected answer comes from (every data entry has one)
@@ -53,11 +52,6 @@ class Verdict:
 def load_prompts() -> tuple[Prompt, ...]:
     text = resources.files("provision").joinpath("data/acceptance/prompts.yaml").read_text()
     return tuple(Prompt(**entry) for entry in yaml.safe_load(text)["prompts"])
-
-
-def lab_answers() -> dict[str, str]:
-    """Substring -> correct answer, for the lab's stand-in server (answers.json)."""
-    return {p.key: p.lab_answer for p in load_prompts()}
 
 
 # --------------------------------------------------------------------------- checkers

@@ -16,9 +16,13 @@ from provision import acceptance
 from provision.acceptance import judge, last_number, load_prompts, run_acceptance
 from provision.sandbox import SandboxRun
 from provision.verify import Endpoint
+from provision_lab.answers import lab_answers
 
 PROB = next(p for p in load_prompts() if p.name == "probability")
 PROGRAM = next(p for p in load_prompts() if p.name == "program")
+# The lab's canned answers (its own data, never the tool's): right answers to every prompt.
+LAB_ANSWERS = lab_answers()
+PROGRAM_ANSWER = LAB_ANSWERS[PROGRAM.key]
 
 
 def _local(program: str, args: list[str], timeout_s: float) -> SandboxRun:
@@ -62,7 +66,7 @@ def test_words_are_matched_as_words() -> None:
 
 
 def test_program_is_run_and_checked() -> None:
-    assert judge(PROGRAM.kind, PROGRAM.expected, PROGRAM.lab_answer, _local).ok
+    assert judge(PROGRAM.kind, PROGRAM.expected, PROGRAM_ANSWER, _local).ok
     wrong = "```python\ndef add_digits(n):\n    return n % 10\n```"
     verdict = judge(PROGRAM.kind, PROGRAM.expected, wrong, _local)
     assert not verdict.ok and "returned 4, expected 10" in verdict.reason
@@ -80,7 +84,7 @@ def test_model_code_never_runs_on_this_machine(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
-    verdict = judge(PROGRAM.kind, PROGRAM.expected, PROGRAM.lab_answer)
+    verdict = judge(PROGRAM.kind, PROGRAM.expected, PROGRAM_ANSWER)
     assert not verdict.ok and "not run" in verdict.reason
 
 
@@ -154,7 +158,7 @@ class _Server:
 
 @pytest.fixture
 def server() -> Iterator[_Server]:
-    srv = _Server(dict(acceptance.lab_answers()))
+    srv = _Server(dict(LAB_ANSWERS))
     thread = threading.Thread(target=srv.httpd.serve_forever, daemon=True)
     thread.start()
     yield srv
