@@ -312,7 +312,7 @@ class HostRun:
         """What answered is what this run deployed (release link and the server's flags);
         then the way back is forgotten. Another run or a hand edit fails the host."""
         release = plan.install.release if plan.install else None
-        argv = exec_argv(self.settings, plan.server_argv)
+        argv = exec_argv(self.settings, plan.server_argv, plan.checks.metrics_local_only)
         got = self.remote.run(confirm_script(self.settings, release, argv), self.deadline.cap(60))
         self._record("verify serving", "ok" if got.ok else "failed", got.seconds,
                      "" if got.ok else got.tail(10))

@@ -20,7 +20,7 @@ import requests
 from provision.apply import Route
 from provision.chat import HELP, Conversation, Printer, parse_command, run_command
 from provision.chat_client import Answer, ChatError, image_data_url, stream_chat, thinking_switch
-from provision.commands.targets import ConfigErrors, resolve_targets
+from provision.commands.targets import ConfigErrors, InventoryArgs, resolve_targets
 from provision.connection import Remote
 from provision.model import HostSpec, ProvisionError, Settings, UnreachableError
 from provision.report import redact
@@ -164,7 +164,7 @@ def one_shot(link: Link, endpoint: Endpoint, conv: Conversation, question: str,
 
 @dataclass(frozen=True)
 class ChatArgs:
-    inventory: str | None
+    inventory: InventoryArgs | str | None
     host: str
     extra: tuple[str, ...] = ()
     message: str | None = None
@@ -175,7 +175,8 @@ class ChatArgs:
 
 
 def fix_command(args: ChatArgs, service: str) -> str:
-    inventory = f" -i {shlex.quote(args.inventory)}" if args.inventory else ""
+    paths = getattr(args.inventory, "paths", None) or ([args.inventory] if args.inventory else [])
+    inventory = "".join(f" -i {shlex.quote(str(path))}" for path in paths)
     return (f"provision up{inventory} --host {shlex.quote(args.host)} redeploys it; "
             f"journalctl -u {shlex.quote(service)} on the host says why it stopped")
 
