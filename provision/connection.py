@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import select
 import socket
 import threading
@@ -39,6 +40,10 @@ from provision import shell
 from provision.become import become_argv, become_stdin
 from provision.connection_vars import PORT_VARS, USER_VARS, is_set, split_target
 from provision.model import Hop, HostSpec, ProvisionError, Settings, UnreachableError
+
+# paramiko logs a refused tunnel channel ("Secsh channel N open FAILED") at ERROR; the tool
+# reports what it means itself, so those lines must not reach the user's terminal.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 SYSTEM_KNOWN_HOSTS = "~/.ssh/known_hosts"
 KEEPALIVE_S = 10.0  # like ssh's ServerAliveInterval

@@ -240,6 +240,6 @@ def test_a_wrong_key_and_a_down_server_are_one_line_each(inventory, host, home) 
 def test_config_errors_exit_2_before_any_connection(home, tmp_path: Path) -> None:
     missing = provision(home, "chat", "-i", str(tmp_path / "none.yml"), "--host", "gpu1",
                         "-m", "Hi")
-    assert missing.returncode == 2 and "the inventory file does not exist" in missing.stderr
+    assert missing.returncode == 2 and "the inventory does not exist" in missing.stderr
     usage = provision(home, "chat", "--host", "gpu1", "--json")
     assert usage.returncode == 2 and "--image and --json go with -m" in usage.stderr
