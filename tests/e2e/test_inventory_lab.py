@@ -46,7 +46,7 @@ def _write(tmp: Path, lab, bastion, target, known_hosts: str) -> Path:
         "[all:vars]\n"
         f"known_hosts_file={known_hosts}\n"
         f"package_index_url={base['vars']['package_index_url']}\n"
-        f"fastdeploy_version={base['vars']['fastdeploy_version']}\n")
+        f'fastdeploy_version="{base["vars"]["fastdeploy_version"]}"\n')
     return inv
 
 
