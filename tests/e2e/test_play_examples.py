@@ -97,7 +97,8 @@ def test_rolling_reinstall_playbook_stops_at_the_first_failed_gate(lab, hosts, t
     fleet = hosts[2:]
     inventory = str(lab.inventory())
     limit = ":".join(h.name for h in fleet)
-    code, _, err = play(tmp_path, "playbooks/fastdeploy.yml", "-i", inventory, "--limit", limit)
+    code, _, err = play(tmp_path, "playbooks/fastdeploy.yml", "-i", inventory, "--limit", limit,
+                        "-e", "fastdeploy_version=2.3")
     assert code == 0, err
     untouched = fleet[1].exec_request_count()
     lab.break_version("2.4.0")
@@ -108,7 +109,7 @@ def test_rolling_reinstall_playbook_stops_at_the_first_failed_gate(lab, hosts, t
         lab.mend()
     assert code == 1, err
     first = _steps(report, fleet[0].name)["_"]
-    assert first["rolled_back"] and "rolled back to fastdeploy-2.5.0" in first["error"]
+    assert first["rolled_back"] and "rolled back to fastdeploy-2.3.4" in first["error"]
     assert _get(f"http://{fleet[0].address}:8180/health")[0] == 200
     assert fleet[0].ssh("readlink /opt/fastdeploy/venv").stdout.strip().endswith(
         first["old_release"])
