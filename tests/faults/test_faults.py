@@ -1,7 +1,7 @@
 """Issue 8's fault suite on lab hosts: each fault injected at each phase of a deploy.
 
-A host serves FastDeploy 2.5.0; `provision up` moves it to 2.4.0, whose stand-in server
-the lab breaks (it installs, never gets healthy), so a run that is not stopped ends in a
+A host serves FastDeploy 2.3.4 (no key); `provision up` moves it to 2.4.0 with a key,
+whose stand-in server the lab breaks (it installs, never gets healthy), so a run that is not stopped ends in a
 rollback too. While that run is in a phase (build, switch, restart, health wait) a fault
 hits: Ctrl-C, SIGTERM, the tool killed, the host's link cut. Afterwards, with at most one
 more run of the tool (which must roll back first when the faulty run could not), the
@@ -112,14 +112,14 @@ def inventory(lab, host) -> str:
 
 @pytest.fixture(scope="module")
 def serving(lab, host, inventory, home) -> dict:
-    """The host on 2.5.0, verified, with an /etc/hosts that is a symlink to odd bytes."""
+    """The host on 2.3.4, verified, with an /etc/hosts that is a symlink to odd bytes."""
     real = host.root / "etc/hosts.real"
     real.write_bytes(HOSTS_TEXT)
     link = host.root / "etc/hosts"
     link.unlink(missing_ok=True)
     link.symlink_to("hosts.real")
     done = provision(home, "up", "-i", inventory, "--host", host.name,
-                     "-e", "api_key=sk-fault-suite-key")
+                     "-e", "fastdeploy_version=2.3")
     assert done.returncode == 0, done.stdout + done.stderr
     lab.break_version("2.4.0")
     return _state(host)

@@ -44,7 +44,8 @@ def inventory(lab, hosts) -> str:
 @pytest.fixture(scope="module")
 def main(hosts, inventory, home):
     host = hosts["main"]
-    done = provision(home, "up", "-i", inventory, "--host", host.name, "-e", f"api_key={KEY}")
+    done = provision(home, "up", "-i", inventory, "--host", host.name,
+                     "-e", "fastdeploy_version=2.3")
     assert done.returncode == 0, done.stdout + done.stderr
     return host
 
@@ -251,7 +252,8 @@ def test_a_host_that_dies_midway_is_reported_within_the_keepalive(lab, hosts, in
     """Finding E: silence from a dead host fails within the keepalive limit (30 s), exit 3,
     saying the host was changed and what the next run will do."""
     host = hosts["index"]
-    done = provision(home, "up", "-i", inventory, "--host", host.name)
+    done = provision(home, "up", "-i", inventory, "--host", host.name,
+                     "-e", "fastdeploy_version=2.3")
     assert done.returncode == 0, done.stdout + done.stderr
     lab.break_version("2.4.0", [host.name])
     run = Run(home, "-i", inventory, "--host", host.name, "--json",
