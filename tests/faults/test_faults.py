@@ -1,15 +1,15 @@
 """Issue 8's fault suite on lab hosts: each fault injected at each phase of a deploy.
 
-A host serves FastDeploy 2.3.4 (no key); `provision up` moves it to 2.4.0 with a key,
-whose stand-in server the lab breaks (it installs, never gets healthy), so a run that is not stopped ends in a
-rollback too. While that run is in a phase (build, switch, restart, health wait) a fault
-hits: Ctrl-C, SIGTERM, the tool killed, the host's link cut. Afterwards, with at most one
-more run of the tool (which must roll back first when the faulty run could not), the
-suite asserts the previous release serving with its unit and env file, /etc/hosts byte
-identical, no process of the tool left on the host, and the exit code and message naming
-what happened. With PROVISION_FAULT_RESULTS=1 every outcome is written to
-tests/faults/results.json, from which `python -m tests.faults.table` renders the README's
-"What happens when..." table (tests/unit/test_readme_faults.py keeps the two in step).
+A host serves FastDeploy 2.3.4 (no key); `provision up` moves it to 2.4.0 with a key, whose
+stand-in server the lab breaks (it installs, never gets healthy), so a run that is not stopped
+ends in a rollback too. While that run is in a phase (build, switch, restart, health wait) a
+fault hits: Ctrl-C, SIGTERM, the tool killed, the host's link cut. Afterwards, with at most
+one more run of the tool (which must roll back first when the faulty run could not), the suite
+asserts the previous release serving with its unit and env file, /etc/hosts byte identical, no
+process of the tool left on the host, and the exit code and message naming what happened. With
+PROVISION_FAULT_RESULTS=1 every outcome is written to tests/faults/results.json, from which
+`python -m tests.faults.table` renders the README's "What happens when..." table
+(tests/unit/test_readme_faults.py keeps the two in step).
 """
 
 from __future__ import annotations
