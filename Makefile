@@ -21,8 +21,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml lab/setup.cfg lab/pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check provision lab tests
 
+# Test files run in parallel, each worker with a lab of its own (tests/conftest.py); the
+# hosts mostly wait (boots, pip, health), so more workers than the 2 CPUs still pay off.
+# Longest suites first, so the last file to start is a short one.
+TEST_WORKERS ?= 3
+
 test: setup lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	  tests/faults tests/e2e tests/lab tests/unit
 
 unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -2,7 +2,7 @@
 
 Lab hosts have no internet, but the chat page must install the real Gradio. So the lab
 downloads the wheels it needs on this machine (`pip download`, for the hosts' Python 3.11
-on x86_64 Linux) into CACHE_DIR/general-wheels, which the general index serves beside its
+on x86_64 Linux) into SHARED_CACHE/general-wheels, which the general index serves beside its
 stand-ins. The list is the lab's own (a site mirror carries what its users need), never
 read from the tool's data.
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from provision_lab import paths
-from provision_lab.system import LabError
+from provision_lab.system import LabError, build_lock
 
 # Source: https://pypi.org/project/gradio/5.50.0/ (the page's pinned release).
 REQUIREMENTS = ("gradio==5.50.0",)
@@ -46,6 +46,15 @@ def mirror(dest: Path = WHEELS, requirements: tuple[str, ...] = REQUIREMENTS,
     wanted = "\n".join(requirements) + "\n"
     if stamp.is_file() and stamp.read_text() == wanted:
         return dest
+    with build_lock(dest.with_name(dest.name + ".lock")):
+        if not (stamp.is_file() and stamp.read_text() == wanted):
+            _download(dest, requirements, wanted, run)
+    return dest
+
+
+def _download(dest: Path, requirements: tuple[str, ...], wanted: str,
+              run: Callable[..., subprocess.CompletedProcess]) -> None:
+    stamp = dest / _STAMP
     dest.mkdir(parents=True, exist_ok=True)
     done = run(download_argv(dest, requirements), capture_output=True, text=True)
     if done.returncode != 0:
@@ -53,7 +62,6 @@ def mirror(dest: Path = WHEELS, requirements: tuple[str, ...] = REQUIREMENTS,
                        f"{done.returncode}); this machine needs PyPI for it:\n"
                        f"{done.stderr[-2000:]}")
     stamp.write_text(wanted)
-    return dest
 
 
 def main(argv: list[str] | None = None) -> int:

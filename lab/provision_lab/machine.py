@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from provision_lab import network, paths
+from provision_lab import network, paths, rootfs
 from provision_lab.system import LabError, run
 
 BOOT_TIMEOUT = 120.0
@@ -95,6 +95,7 @@ def prepare(host: LabHost, lower: Path, customize) -> None:
     keys.write_text(Path(f"{paths.KEY_FILE}.pub").read_text())
     keys.chmod(0o600)
     run("ssh-keygen", "-A", "-f", str(host.root))
+    (host.root / "etc/apt/sources.list").write_text(rootfs.APT_SOURCES)
     customize(host.root)
 
 

@@ -17,10 +17,13 @@ if LAB_ID not in ("", *"123456789"):
     raise SystemExit(f"PROVISION_LAB_ID={LAB_ID!r}: use one digit 1-9, or leave it unset")
 
 CACHE_DIR = Path(os.environ.get("PROVISION_LAB_CACHE", f"/var/cache/provision-lab{LAB_ID}"))
+# What no lab changes once built, shared by every lab on this machine (each build under a
+# lock, so parallel test workers build it once): the root filesystems and the PyPI wheels.
+SHARED_CACHE = Path(os.environ.get("PROVISION_LAB_SHARED_CACHE", "/var/cache/provision-lab-shared"))
 STATE_DIR = Path(os.environ.get("PROVISION_LAB_STATE", f"/var/lib/provision-lab{LAB_ID}"))
 INDEX_ROOT = CACHE_DIR / "index"  # the stand-in Paddle index (and /apt/) served to hosts
 GENERAL_ROOT = CACHE_DIR / "general-index"  # the general index's stand-in and decoy wheels
-GENERAL_WHEELS = CACHE_DIR / "general-wheels"  # extra wheels (e.g. mirrored from PyPI) served too
+GENERAL_WHEELS = SHARED_CACHE / "general-wheels"  # extra wheels (mirrored from PyPI), served too
 HOSTS_DIR = STATE_DIR / "hosts"
 STATE_FILE = STATE_DIR / "state.json"
 KEY_FILE = STATE_DIR / "id_ed25519"

@@ -3,9 +3,10 @@ that lets a bare host install python3-venv without the internet.
 
 Ubuntu's archive is not reachable here, so the stand-in for an Ubuntu 22.04 cloud image is
 Debian 12: same apt, systemd and OpenSSH family. Two variants share one build: `bare` (as a
-fresh cloud image ships: no python3-venv, no pip) and `full`. They are cached under
-/var/cache/provision-lab keyed by everything that goes into them, so only a change to the
-package list (or to what the lab bakes in) pays the ~60 s debootstrap again.
+fresh cloud image ships: no python3-venv, no pip) and `full`. They are cached where every
+lab on the machine shares them (paths.SHARED_CACHE), keyed by everything that goes into
+them, so only a change to the package list (or to what the lab bakes in) pays the ~60 s
+debootstrap again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision_lab import paths
-from provision_lab.system import LabError, run
+from provision_lab.system import LabError, build_lock, run
 
 SUITE = "bookworm"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "openssh-server", "python3", "dbus", "iproute2",
@@ -40,6 +41,8 @@ SSH_SERVICE_DROPIN = """\
 ExecStart=
 ExecStart=/usr/sbin/sshd -D $SSHD_OPTS -E /var/log/sshd-exec.log
 """
+# Written into each host at creation, not baked: the address is the lab's own (its /24),
+# and the baked trees are shared by every lab on the machine.
 APT_SOURCES = f"deb [trusted=yes] {paths.INDEX_URL}/apt ./\n"
 
 
@@ -73,17 +76,23 @@ def mirror() -> str:
 
 
 def cache_key() -> str:
-    recipe = json.dumps([SUITE, BASE_PACKAGES, VENV_PACKAGES, SSHD_CONF, SSH_SERVICE_DROPIN,
-                         APT_SOURCES, 2])
+    recipe = json.dumps([SUITE, BASE_PACKAGES, VENV_PACKAGES, SSHD_CONF, SSH_SERVICE_DROPIN, 3])
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
 def ensure_rootfs() -> Rootfs:
     """The cached variants, built once per recipe; a half-built cache is never used."""
-    base = paths.CACHE_DIR / f"rootfs-{cache_key()}"
+    base = paths.SHARED_CACHE / f"rootfs-{cache_key()}"
     result = Rootfs(base / "bare", base / "full", base / "apt")
     if (base / "ready").exists():
         return result
+    with build_lock(paths.SHARED_CACHE / "rootfs.lock"):
+        if not (base / "ready").exists():  # another lab may have built it while we waited
+            _build(base)
+    return result
+
+
+def _build(base: Path) -> None:
     tmp = base.with_name(base.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -95,12 +104,12 @@ def ensure_rootfs() -> Rootfs:
     _install_debs(tmp / "full", tmp / "apt")
     for variant in ("bare", "full"):
         _bake(tmp / variant)
-    for old in paths.CACHE_DIR.glob("rootfs-*"):
-        if old not in (tmp,) and old.is_dir():
+    mounted = Path("/proc/mounts").read_text()
+    for old in paths.SHARED_CACHE.glob("rootfs-*"):
+        if old != tmp and old.is_dir() and str(old) not in mounted:  # not under a live host
             shutil.rmtree(old, ignore_errors=True)
     tmp.rename(base)
     (base / "ready").write_text(cache_key())
-    return result
 
 
 def _debootstrap(target: Path) -> None:
@@ -155,7 +164,7 @@ def _bake(root: Path) -> None:
     (root / "etc/hostname").unlink(missing_ok=True)
     for archive in (root / "var/cache/apt/archives").glob("*.deb"):
         archive.unlink()
-    (root / "etc/apt/sources.list").write_text(APT_SOURCES)
+    (root / "etc/apt/sources.list").write_text("")  # the lab's own: machine.prepare
     for extra in (root / "etc/apt/sources.list.d").glob("*"):
         extra.unlink()
     shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 # Debian packages the lab needs on this machine, by the command that shows they are there.
 NEEDED = {
@@ -30,6 +34,19 @@ def run(*argv: str, check: bool = True, timeout: float = 120,
         raise LabError(f"`{' '.join(argv)}` failed (exit {done.returncode}): "
                        f"{(done.stderr or done.stdout).strip()[-800:]}")
     return done
+
+
+@contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """Held while one lab builds something every lab shares: a second lab (a parallel test
+    worker) waits, then finds it built, instead of building it again beside the first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def require_root() -> None:
