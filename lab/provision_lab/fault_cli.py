@@ -21,7 +21,8 @@ def _host(name: str):
 
 @click.group()
 def fault() -> None:
-    """Inject a fault: cut a host's link, hold its dpkg lock, kill it, or fail the index."""
+    """Inject a fault: cut a host's link, hold its dpkg lock, shrink its disk, kill it, or
+    fail the index."""
 
 
 @fault.command()
@@ -39,6 +40,24 @@ def cut(host: str, seconds: float) -> None:
 def dpkg_lock(host: str, seconds: float) -> None:
     """Hold HOST's dpkg frontend lock for SECONDS, as unattended-upgrades would."""
     faults.hold_dpkg_lock(_host(host), seconds)
+
+
+@fault.command()
+@click.argument("host")
+@click.argument("path")
+@click.argument("mib", type=int)
+def disk(host: str, path: str, mib: int) -> None:
+    """Leave only MIB MiB free at PATH on HOST (a tmpfs mounted over it); `disk-restore` undoes
+    it."""
+    faults.shrink_disk(_host(host), path, mib)
+
+
+@fault.command(name="disk-restore")
+@click.argument("host")
+@click.argument("path")
+def disk_restore(host: str, path: str) -> None:
+    """Unmount what `disk` mounted at PATH on HOST."""
+    faults.restore_disk(_host(host), path)
 
 
 @fault.command()

@@ -73,6 +73,23 @@ def hold_dpkg_lock(host: LabHost, seconds: float) -> None:
     host.ssh(" ".join(_quote(a) for a in command), check=True)
 
 
+DISK_SOURCE = "provision-lab-disk"  # the tmpfs's name in the host's mount table
+
+
+def shrink_disk(host: LabHost, path: str, mib: int) -> None:
+    """Only `mib` MiB free at `path` on the host: a tmpfs of that size mounted there (the
+    host sees it through statvfs and df as a small disk, as a cloud host's root often is).
+    Whatever was under `path` is hidden until restore_disk."""
+    host.ssh(f"mkdir -p {_quote(path)} && mount -t tmpfs -o size={int(mib)}m "
+             f"{DISK_SOURCE} {_quote(path)}", check=True)
+
+
+def restore_disk(host: LabHost, path: str) -> None:
+    """Undo shrink_disk (and only it: a path with no lab tmpfs on it is left alone)."""
+    host.ssh(f"if findmnt -n -S {DISK_SOURCE} {_quote(path)} >/dev/null; then "
+             f"umount {_quote(path)}; fi", check=True)
+
+
 def kill_host(host: LabHost) -> None:
     """The host dies: its link goes silent first (so no FIN or RST reaches anyone, as with a
     lost machine), then its container is stopped and its state removed."""

@@ -216,21 +216,77 @@ def test_model_code_runs_only_in_a_sandbox_on_the_host(main, inventory) -> None:
     ("500", "HTTP 500"),
     ("404", "HTTP 404"),
     ("closed", "refused"),
+    ("hung", "timed out"),  # accepts, never answers: the host's fetch gives up, bounded
 ])
 def test_index_failures_are_named_by_cause(hosts, inventory, home, mode: str,
                                            words: str) -> None:
     host = hosts["index"]
+    started = time.monotonic()
     with faults.FaultIndex(mode) as index:
         done = provision(home, "up", "-i", inventory, "--host", host.name, "--json",
                          "-e", f"package_index_url={index.url}")
     # The host reads the index in the facts trip (issue 7), so a failing index is a pre-flight
     # refusal (exit 4, nothing changed) naming the cause and the fix, never the Python.
     assert done.returncode == 4, done.stdout + done.stderr
+    assert time.monotonic() - started < 60, "a hung index must not hold the run"
     problems = [p for p in json.loads(done.stdout)["hosts"][0]["problems"]
                 if p["severity"] == "error"]
     text = json.dumps(problems)
     assert words in text and index.url in text and problems[0]["fix"], text
     assert "Python" not in problems[0]["message"], text
+
+
+def test_a_slow_index_is_waited_for_not_refused(hosts, inventory, home) -> None:
+    """An index that answers late (5 s a page, a far upstream) is no failure: the plan
+    comes out as with the lab's own index."""
+    host = hosts["index"]
+    with faults.FaultIndex("slow", delay_s=5) as index:
+        done = provision(home, "up", "-i", inventory, "--host", host.name, "--json",
+                         "--check", "-e", f"package_index_url={index.url}/packages/stable/")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)["hosts"][0]
+    assert not [p for p in result["problems"] if p["severity"] == "error"], result
+    assert "release" in [s["name"] for s in result["steps"]], result
+
+
+# --------------------------------------------------------------------------- a small disk
+
+RELEASES = "/opt/fastdeploy/releases"
+
+
+def test_a_small_disk_is_refused_before_any_change(hosts, inventory, home) -> None:
+    host = hosts["index"]
+    faults.shrink_disk(host, RELEASES, 300)
+    try:
+        done = provision(home, "up", "-i", inventory, "--host", host.name, "--json")
+        listed = host.ssh(f"ls -A {RELEASES}").stdout
+    finally:
+        faults.restore_disk(host, RELEASES)
+    assert done.returncode == 4, done.stdout + done.stderr
+    problems = [p for p in json.loads(done.stdout)["hosts"][0]["problems"]
+                if p["severity"] == "error"]
+    assert problems and RELEASES in problems[0]["message"] + problems[0]["value"], problems
+    assert "disk" in problems[0]["fix"], problems
+    assert listed == "", "nothing may be written before pre-flight passes"
+    assert host.ssh("test -e /opt/fastdeploy/venv").returncode != 0
+
+
+def test_a_failed_builds_leftovers_count_as_free_space(hosts, inventory, home) -> None:
+    """A `.partial` release is deleted by the next build before it starts, so pre-flight
+    counts its space as free: 300 MiB short without it, enough with it."""
+    from provision.preflight import RELEASE_MIB
+
+    host = hosts["index"]
+    faults.shrink_disk(host, RELEASES, RELEASE_MIB + 100)
+    try:
+        host.ssh(f"mkdir {RELEASES}/fastdeploy-0.0.1_x.partial && head -c 400M /dev/zero "
+                 f"> {RELEASES}/fastdeploy-0.0.1_x.partial/blob", check=True)
+        done = provision(home, "up", "-i", inventory, "--host", host.name, "--json", "--check")
+    finally:
+        faults.restore_disk(host, RELEASES)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)["hosts"][0]
+    assert not [p for p in result["problems"] if p["severity"] == "error"], result
 
 
 # --------------------------------------------------------------------------- I: dpkg lock
