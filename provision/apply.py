@@ -19,6 +19,7 @@ from provision import hostlock, pipfail, shell
 from provision.acceptance import run_acceptance
 from provision.connection import Remote, RemoteCancelled, RemoteTimeout, Tunnel
 from provision.facts import gather_command, parse_facts
+from provision.fleet_copy import FleetCopy
 from provision.guard import (
     FOUND,
     SERVING_STEPS,
@@ -46,6 +47,7 @@ from provision.model import (
 from provision.plan import describe_plan, make_plan, plan_diffs
 from provision.report import Reporter
 from provision.sandbox import host_sandbox
+from provision.share import FleetShare
 from provision.steps.release import explain as explain_build
 from provision.steps.service import exec_argv
 from provision.verify import (
@@ -83,6 +85,8 @@ class Options:
     acceptance: bool = False  # after verify, the acceptance prompts (smoke deploys)
     roles: tuple[str, ...] | None = None  # a playbook's built-in roles in order (None: all)
     lock_wait: float = hostlock.LOCK_WAIT_S  # how long to wait for another run's host lock
+    # Several hosts in one run: what one fetches from upstream, the others copy from it
+    share: FleetShare | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -155,6 +159,8 @@ class HostRun:
                              ssh_config_path=options.ssh_config_path)
         self.guard: Guard | None = None
         self.guard_started = False  # the step that arms the guard has been sent
+        self.fleet = (FleetCopy(self) if options.share is not None and not options.check
+                      and spec.connection != "local" else None)
         reporter.add_secret(settings.api_key)
         reporter.add_secret(settings.web_password)
 
@@ -196,6 +202,8 @@ class HostRun:
                 self.reporter.line(self.spec.name, "error", "failed", None, text)
             return self._fail(text, self.result.failed_at or "apply")
         finally:
+            if self.fleet is not None:
+                self.fleet.close()
             self.result.exec_requests = self.remote.exec_requests
             self.remote.close()
 
@@ -262,9 +270,13 @@ class HostRun:
         try:
             self._apply_steps(armed(plan, guard), facts)
             if plan.restart:
+                if self.fleet is not None:
+                    self.fleet.weights_before_restart(plan, facts)
                 restarted.append(time.monotonic())
                 self._restart()
             self._verify(plan)
+            if self.fleet is not None:
+                self.fleet.weights_verified()
             if plan.steps or plan.restart:
                 self._confirm(plan)
         except ProvisionError as exc:
@@ -389,35 +401,41 @@ class HostRun:
     def _apply_steps(self, plan: Plan, facts: Facts) -> None:
         for step in plan.steps:
             self._check_abort()
-            self.reporter.line(self.spec.name, step.name, "running", None, step.reason)
-            start = time.monotonic()
-            limit, which = self.deadline.limit(step.timeout_s, f"step {step.name}'s own limit")
-            self.result.touched = True
-            if self.guard is not None and step.name in SERVING_STEPS:
-                self.guard_started = True
-            try:
-                got = self.remote.run(step.script, limit,
-                                      stdin=step.upload.data if step.upload else None,
-                                      cancel=self.abort, limit_name=which)
-            except (RemoteTimeout, RemoteCancelled) as exc:
-                self._record(step.name, "failed", time.monotonic() - start, str(exc))
-                self.result.failed_at = "apply"
-                raise StepFailed(f"{self.spec.name}: step {step.name}: "
-                                 f"{str(exc).removeprefix(self.spec.name + ': ')}") from None
-            self.reporter.output(self.spec.name, got.stdout + got.stderr)
-            notes = [ln for ln in (got.stdout + got.stderr).splitlines()
-                     if ln.startswith("provision: ")]
-            if notes and not self.reporter.verbose:  # what the step itself wants said
-                self.reporter.output(self.spec.name, "\n".join(notes), always=True)
-            if not got.ok:
-                tail = got.tail(30)
-                self._record(step.name, "failed", got.seconds, step.reason, tail)
-                self.reporter.output(self.spec.name, tail, always=not self.reporter.verbose)
-                why = explain_failure(step, got.stdout + got.stderr, facts, self.settings)
-                self.result.failed_at = "apply"
-                raise StepFailed(f"{self.spec.name}: {why} (exit {got.rc}); nothing after it ran")
-            self._record(step.name, "changed", got.seconds, step.reason)
-            self.result.status = "changed"
+            if step.name == "release" and self.fleet is not None:
+                self.fleet.release(plan, facts, lambda step=step: self._run_step(step, facts))
+            else:
+                self._run_step(step, facts)
+
+    def _run_step(self, step: Step, facts: Facts) -> None:
+        self.reporter.line(self.spec.name, step.name, "running", None, step.reason)
+        start = time.monotonic()
+        limit, which = self.deadline.limit(step.timeout_s, f"step {step.name}'s own limit")
+        self.result.touched = True
+        if self.guard is not None and step.name in SERVING_STEPS:
+            self.guard_started = True
+        try:
+            got = self.remote.run(step.script, limit,
+                                  stdin=step.upload.data if step.upload else None,
+                                  cancel=self.abort, limit_name=which)
+        except (RemoteTimeout, RemoteCancelled) as exc:
+            self._record(step.name, "failed", time.monotonic() - start, str(exc))
+            self.result.failed_at = "apply"
+            raise StepFailed(f"{self.spec.name}: step {step.name}: "
+                             f"{str(exc).removeprefix(self.spec.name + ': ')}") from None
+        self.reporter.output(self.spec.name, got.stdout + got.stderr)
+        notes = [ln for ln in (got.stdout + got.stderr).splitlines()
+                 if ln.startswith("provision: ")]
+        if notes and not self.reporter.verbose:  # what the step itself wants said
+            self.reporter.output(self.spec.name, "\n".join(notes), always=True)
+        if not got.ok:
+            tail = got.tail(30)
+            self._record(step.name, "failed", got.seconds, step.reason, tail)
+            self.reporter.output(self.spec.name, tail, always=not self.reporter.verbose)
+            why = explain_failure(step, got.stdout + got.stderr, facts, self.settings)
+            self.result.failed_at = "apply"
+            raise StepFailed(f"{self.spec.name}: {why} (exit {got.rc}); nothing after it ran")
+        self._record(step.name, "changed", got.seconds, step.reason)
+        self.result.status = "changed"
 
     def _restart(self) -> None:
         self._check_abort()

@@ -405,6 +405,30 @@ class Remote:
         decode = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
         return Result(rc, decode(out), decode(_without_pgid(err)), time.monotonic() - start)
 
+    def start(self, script: str, timeout: float) -> paramiko.Channel:
+        """Start a script as `run` does (one exec request, its own process group, killed on
+        the host after `timeout`) and hand back the open channel, for a caller that streams
+        its stdin or stdout (provision/relay.py). The caller drains it and calls `stop`
+        when it gives up early."""
+        chan = self._transport().open_session(timeout=self.connect_timeout)
+        self.exec_requests += 1
+        host_limit = max(1, int(timeout + 0.999)) + HOST_KILL_GRACE_S
+        chan.exec_command(self._command(shell.cmd("/bin/sh", "-c", _WRAP, "provision",
+                                                  script, host_limit)))
+        if self._sudo():
+            password = become_stdin(self.spec.become_password, None)
+            if password:
+                chan.sendall(password)
+        return chan
+
+    def stop(self, chan: paramiko.Channel, stderr: bytes) -> None:
+        """Kill a started script's process group on the host (its group is announced on the
+        first stderr line, which `stderr` holds), then close the channel."""
+        found = _read_pgid(stderr)
+        self._kill_group([found] if found is not None else [])
+        _until_closed(chan, 15)
+        chan.close()
+
     def _kill_group(self, pgid: list[int]) -> None:
         """Kill a command's process group on the host (best effort: the host's own timeout
         is the backstop when this machine cannot reach it)."""

@@ -8,6 +8,7 @@ its gate is switched back to its previous release by apply (and verified serving
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from provision.apply import Options, converge_host
 from provision.model import HostResult, HostSpec, ProvisionError, Settings
 from provision.report import Reporter, redact, table
 from provision.runner import STOPPED, Converge, run_hosts
+from provision.share import FleetShare
 
 
 def parse_amount(text: str, total: int, what: str) -> int:
@@ -76,6 +78,8 @@ def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter
     """
     rows: list[RolloutRow] = []
     failures = 0
+    if options.share is None and not options.check:  # one fetch from upstream for all batches
+        options = dataclasses.replace(options, share=FleetShare())
     for batch in batches(targets, serial):
         if failures > max_fail or STOPPED.is_set():
             why = ("interrupted" if STOPPED.is_set() else

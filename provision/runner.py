@@ -9,6 +9,7 @@ the others unless `any_errors_fatal` is set; then hosts stop at their next step.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import signal
 import threading
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from provision.apply import Options, converge_host
 from provision.model import HostResult, HostSpec, Settings
 from provision.report import Reporter
+from provision.share import FleetShare
 
 # Exit codes of `provision up`, documented in its --help. When several apply, the
 # first in this order wins: a usage error, then a failure, then a refusal, then
@@ -58,7 +60,13 @@ def run_hosts(
     converge: Converge = converge_host,
     grace_s: float = GRACE_S,
 ) -> list[HostResult]:
-    """Converge every target; results come back in the targets' order."""
+    """Converge every target; results come back in the targets' order.
+
+    Several hosts share one FleetShare (unless the caller brought one, as a rollout does
+    for all its batches): what one of them fetches from upstream, the others copy from it.
+    """
+    if options.share is None and len(targets) > 1 and not options.check:
+        options = dataclasses.replace(options, share=FleetShare())
     todo: queue.Queue[int] = queue.Queue()
     for index in range(len(targets)):
         todo.put(index)

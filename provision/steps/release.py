@@ -121,9 +121,29 @@ def explain(output: str) -> str | None:
     return "; ".join(dict.fromkeys(causes)) or None
 
 
-def build_step(settings: Settings, install: Install) -> Step:
+def partial_dir(settings: Settings, install: Install) -> str:
+    return f"{settings.releases_dir}/{install.release}.partial"
+
+
+def finish_lines(settings: Settings, install: Install) -> list[str]:
+    """A release in <name>.partial, built here or copied from another host of the fleet
+    (provision/share.py), checked on this host (Paddle sees its GPU, the compiled ops
+    import), marked complete, then put in place in one rename."""
     final = f"{settings.releases_dir}/{install.release}"
-    partial = f"{final}.partial"
+    partial = partial_dir(settings, install)
+    python = f"{partial}/bin/python"
+    return [
+        shell.cmd("rm", "-f", f"{partial}/{MARKER}"),
+        shell.cmd(python, "-c", PADDLE_CHECK),
+        shell.cmd(python, "-c", FASTDEPLOY_CHECK, install.fastdeploy_version),
+        shell.cmd("touch", f"{partial}/{MARKER}"),
+        shell.cmd("rm", "-rf", final),
+        shell.cmd("mv", "-T", partial, final),
+    ]
+
+
+def build_step(settings: Settings, install: Install) -> Step:
+    partial = partial_dir(settings, install)
     python = f"{partial}/bin/python"
     log = f"{partial}/provision-pip.log"
     requirements, constraints = f"{partial}/provision-deps.txt", f"{partial}/provision-pins.txt"
@@ -150,12 +170,8 @@ def build_step(settings: Settings, install: Install) -> Step:
                f"general index ({general}) with {install.paddle_index_url} for Paddle's own; "
                "set pip_extra_index_url to an index that carries them (a PyPI mirror)")
         + "; fi",
-        shell.cmd(python, "-c", PADDLE_CHECK),
-        shell.cmd(python, "-c", FASTDEPLOY_CHECK, install.fastdeploy_version),
         shell.cmd("rm", "-f", log, requirements, constraints),
-        shell.cmd("touch", f"{partial}/{MARKER}"),
-        shell.cmd("rm", "-rf", final),
-        shell.cmd("mv", "-T", partial, final),
+        *finish_lines(settings, install),
     ]
     return Step(
         name="release",
