@@ -1,0 +1,91 @@
+"""Issue 12, goal 3 on lab hosts: a cold `up` of several hosts fetches each release from the
+package index once; the other hosts copy the built release from the host that built it, and
+when a copy fails they build from the index as they would have alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.test_fleet import provision
+
+VENV_PYTHON = "/opt/fastdeploy/venv/bin/python"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def hosts(lab) -> Iterator[list]:
+    booted = lab.add_hosts(["a100", "a100", "a100"])
+    yield booted
+    for host in booted:
+        lab.remove_host(host.name)
+
+
+@pytest.fixture(scope="module")
+def inventory(lab, hosts) -> str:
+    return str(lab.inventory())
+
+
+def _up(home: Path, inventory: str, hosts) -> tuple[int, dict]:
+    done = provision(home, "up", "-i", inventory, "--limit", ":".join(h.name for h in hosts),
+                     "--json")
+    try:
+        return done.returncode, {r["host"]: r for r in json.loads(done.stdout)["hosts"]}
+    except ValueError:
+        pytest.fail(f"up gave no JSON ({done.returncode}): {done.stdout}{done.stderr}")
+
+
+def _release_reason(result: dict) -> str:
+    return next(s["reason"] for s in result["steps"] if s["name"] == "release")
+
+
+def _freeze(host) -> str:
+    done = host.ssh(f"{VENV_PYTHON} -m pip freeze --all", check=True)
+    return done.stdout
+
+
+def test_a_cold_fleet_builds_each_release_once_and_copies_it(home, inventory, hosts) -> None:
+    code, results = _up(home, inventory, hosts)
+    assert code == 0, json.dumps(results, indent=1)[-3000:]
+    reasons = {name: _release_reason(r) for name, r in results.items()}
+    built = [name for name, why in reasons.items() if why.startswith("build ")]
+    copied = [name for name, why in reasons.items() if why.startswith("copied ")]
+    assert len(built) == 1 and len(copied) == len(hosts) - 1, reasons
+    assert all(f"from {built[0]}" in reasons[name] for name in copied), reasons
+    # the copies are the built release: the same distributions, each checked on its own host
+    freezes = {h.name: _freeze(h) for h in hosts}
+    assert len(set(freezes.values())) == 1, freezes
+    assert "fastdeploy-gpu==" in freezes[built[0]]
+    for host in hosts:
+        assert requests.get(f"http://{host.address}:8180/health", timeout=5).status_code == 200
+    again_code, again = _up(home, inventory, hosts)
+    assert again_code == 0 and all(r["status"] == "ok" for r in again.values()), again
+
+
+def test_a_failed_copy_falls_back_to_the_index(home, inventory, hosts) -> None:
+    """tar broken on every host: no copy can work, so each host builds from the index, as it
+    would have alone, and the run still converges."""
+    pair = hosts[:2]
+    for host in pair:
+        host.ssh("systemctl stop fastdeploy; rm -rf /opt/fastdeploy /etc/fastdeploy "
+                 "/etc/systemd/system/fastdeploy.service; systemctl daemon-reload", check=True)
+        host.ssh("printf '#!/bin/sh\\necho tar: broken by the test >&2\\nexit 2\\n' "
+                 "> /usr/local/bin/tar && chmod 755 /usr/local/bin/tar", check=True)
+    try:
+        code, results = _up(home, inventory, pair)
+    finally:
+        for host in pair:
+            host.ssh("rm -f /usr/local/bin/tar")
+    assert code == 0, json.dumps(results, indent=1)[-3000:]
+    reasons = {name: _release_reason(r) for name, r in results.items()}
+    assert all(why.startswith("build ") for why in reasons.values()), reasons
+    for host in pair:
+        assert requests.get(f"http://{host.address}:8180/health", timeout=5).status_code == 200
