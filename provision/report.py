@@ -184,6 +184,10 @@ class Reporter:
         if text.strip() and (self.verbose or always):
             self._write("\n".join(f"{host} >   {ln}" for ln in text.rstrip().splitlines()))
 
+    def say(self, text: str) -> None:
+        """One line of the run's own (a rollout's fleet progress)."""
+        self._write(text)
+
     def block(self, title: str, lines: Iterable[str]) -> None:
         lines = list(lines)
         if lines:
