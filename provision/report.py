@@ -154,7 +154,7 @@ class Reporter:
         line would throw off the count that _clear moves up by)."""
         width = _width(self.stream)
         for line in self._busy.values():
-            self.stream.write(line[:width - 1] + "\n")
+            self.stream.write(line[:max(width - 1, 1)] + "\n")
         self._drawn = len(self._busy)
 
     def add_secret(self, secret: str | None) -> None:
@@ -212,7 +212,7 @@ def _is_tty(stream: TextIO) -> bool:
 
 def _width(stream: TextIO) -> int:
     try:
-        return max(os.get_terminal_size(stream.fileno()).columns, 20)
+        return os.get_terminal_size(stream.fileno()).columns or 80  # 0: size not set
     except (AttributeError, OSError, ValueError):
         return 80
 

@@ -111,7 +111,7 @@ def poll_script(settings: Settings, download_dirs: tuple[str, ...] = ()) -> str:
 def parse_poll(stdout: str) -> UnitState:
     """poll_script's output: the unit's lines come first, so nothing the host's files
     hold (a log line saying `ActiveState=active`) can pass for systemd's answer."""
-    unit, mark, rest = stdout.partition(f"\n{SIZE_MARK}\n")
+    unit, mark, rest = f"\n{stdout}".partition(f"\n{SIZE_MARK}\n")
     state = parse_unit_state(unit)
     if not mark:
         return state
