@@ -49,7 +49,7 @@ from provision.progress import PREFIX, BuildProgress
 from provision.report import Reporter
 from provision.sandbox import host_sandbox
 from provision.steps.release import explain as explain_build
-from provision.steps.service import exec_argv
+from provision.steps.service import exec_argv, model_cache_env
 from provision.verify import (
     DIAG_MARK,
     Check,
@@ -135,15 +135,16 @@ def explain_failure(step: Step, output: str, facts: Facts, settings: Settings) -
 
 def download_dirs(settings: Settings, facts: Facts | None) -> tuple[str, ...]:
     """Where the server's first start downloads the weights, whose growth the health wait
-    reports: nothing with model_dir or weights already there; the cache itself for a
-    release whose cache is flat (2.0.x, C8), else the model's <cache>/<org>/<name>."""
+    reports: nothing with model_dir or weights already there; FD_MODEL_CACHE itself for a
+    release that downloads into it directly (2.0.x, C8), else the model's
+    <cache>/<org>/<name>."""
     if settings.model_dir or facts is None or facts.model_present:
         return ()
     try:
         flat = release_line(settings.fastdeploy_version).model_cache == "flat"
     except ProvisionError:
         return ()
-    return (settings.model_cache_dir,) if flat else model_paths(settings)
+    return (model_cache_env(settings, flat_cache=True),) if flat else model_paths(settings)
 
 
 def restart_script(settings: Settings) -> str:

@@ -54,6 +54,7 @@ def up_live(home: Path, inventory: str, limit: str, timeout: float = 900) -> lis
 def test_up_shows_build_and_loading_progress(lab, host, tmp_path: Path) -> None:
     lines = up_live(tmp_path, str(lab.inventory()), host.name)
     text = "\n".join(f"{t:6.1f} {line}" for t, line in lines)
+    print(text)  # the run as it was seen (pytest -s shows it)
     build = [(t, line) for t, line in lines if f"{host.name} | release | building:" in line]
     built = [t for t, line in lines if line.startswith(f"{host.name} | release | changed")]
     assert build and built, text

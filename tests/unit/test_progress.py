@@ -9,9 +9,12 @@ import pty
 import re
 import select
 import socket
+from dataclasses import replace
 
 import pytest
 
+from provision.apply import download_dirs
+from provision.model import Settings
 from provision.progress import (
     PREFIX,
     BuildProgress,
@@ -25,6 +28,7 @@ from provision.progress import (
 from provision.report import Reporter
 from provision.rollout import RolloutRow, fleet_line
 from provision.verify import Endpoint, UnitState, parse_poll, wait_healthy
+from tests.unit.lab_facts import facts_from_profile
 
 UNIT = "ActiveState=activating\nSubState=start\nNRestarts=0\nResult=success\n"
 
@@ -278,3 +282,17 @@ def test_fleet_line() -> None:
             RolloutRow("d", None, None, "skipped", None, "not started")]
     assert fleet_line(rows, 5, 2) == (
         "fleet | batch 2: 3/5 hosts done, 2 in service, 1 failed, 1 skipped, 1 to go")
+
+
+def test_download_dirs_follow_the_release_cache_layout() -> None:
+    """Where the health poll measures the download: FD_MODEL_CACHE itself on 2.0 (flat,
+    C8), the model's org directories after, nothing with model_dir or weights present."""
+    facts = facts_from_profile("a100")
+    base = Settings(model="baidu/ERNIE-4.5-21B-A3B-Paddle", model_cache_dir="/c")
+    assert download_dirs(replace(base, fastdeploy_version="2.0.3"), facts) == (
+        "/c/PaddlePaddle/ERNIE-4.5-21B-A3B-Paddle",)
+    assert download_dirs(replace(base, fastdeploy_version="2.5"), facts) == (
+        "/c/PaddlePaddle/ERNIE-4.5-21B-A3B-Paddle", "/c/baidu/ERNIE-4.5-21B-A3B-Paddle")
+    assert download_dirs(replace(base, model_dir="/w"), facts) == ()
+    assert download_dirs(base, replace(facts, model_present=True)) == ()
+    assert download_dirs(base, None) == ()
