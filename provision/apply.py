@@ -413,7 +413,8 @@ class HostRun:
             self.result.touched = True
             if self.guard is not None and step.name in SERVING_STEPS:
                 self.guard_started = True
-            live = {"progress": self._step_progress(step.name)} if PREFIX in step.script else {}
+            live = ({"progress": self._step_progress(step.name)} if PREFIX.strip() in step.script
+                    else {})
             try:
                 got = self.remote.run(step.script, limit,
                                       stdin=step.upload.data if step.upload else None,

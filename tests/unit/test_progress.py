@@ -15,6 +15,7 @@ import pytest
 
 from provision.apply import download_dirs
 from provision.model import Settings
+from provision.plan import make_plan
 from provision.progress import (
     PREFIX,
     BuildProgress,
@@ -296,3 +297,14 @@ def test_download_dirs_follow_the_release_cache_layout() -> None:
     assert download_dirs(replace(base, model_dir="/w"), facts) == ()
     assert download_dirs(base, replace(facts, model_present=True)) == ()
     assert download_dirs(base, None) == ()
+
+
+def test_the_release_build_runs_the_progress_loop() -> None:
+    """The plan's build step starts the loop (that apply feeds to the reporter) before pip,
+    with the trap that ends it; no other step prints progress lines."""
+    plan = make_plan("gpu1", facts_from_profile("a100"), Settings(fastdeploy_version="2.4"))
+    build = next(s for s in plan.steps if s.name == "release")
+    script = build.script
+    assert script.index("provision_progress ") < script.index("-m pip install")
+    assert "trap 'kill \"$progress_pid\"" in script
+    assert [s.name for s in plan.steps if PREFIX.strip() in s.script] == ["release"]
