@@ -90,12 +90,15 @@ def poll_script(settings: Settings, download_dirs: tuple[str, ...] = ()) -> str:
     `du -sb` of the directories the weights download into (none when nothing downloads),
     and the newest `Loading Weights/Layers: N%` of workerlog.0 (reference §5.4), only when
     the log was written since the unit's main process started: a previous start's
-    `100%` must not pass for this one's. The log is read from its last 64 kB only.
+    `100%` must not pass for this one's (a new start's worker log may still show the
+    previous start's last line until it writes its first). The log is read from its last
+    64 kB only; du is given 10 s, well inside the poll's own 30 s limit.
     """
     log = f"{settings.log_dir.rstrip('/')}/workerlog.0"
     lines = [unit_state_script(settings), shell.fmt("echo %s", SIZE_MARK)]
     if download_dirs:
-        lines.append(shell.cmd("du", "-sb", "--", *download_dirs) + " 2>/dev/null || true")
+        lines.append(shell.cmd("timeout", "10", "du", "-sb", "--", *download_dirs)
+                     + " 2>/dev/null || true")  # a slow (network) disk costs no poll
     lines += [
         shell.fmt("echo %s", LOAD_MARK),
         shell.fmt("t=$(systemctl show --value -p ExecMainStartTimestamp %s)",
