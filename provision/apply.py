@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from provision import hostlock, pipfail, shell
 from provision.acceptance import run_acceptance
 from provision.connection import Remote, RemoteCancelled, RemoteTimeout, Tunnel
-from provision.facts import gather_command, parse_facts
+from provision.facts import gather_command, model_paths, parse_facts
 from provision.fleet_copy import FleetCopy
 from provision.guard import (
     FOUND,
@@ -33,6 +33,7 @@ from provision.guard import (
 )
 from provision.guard import rollback_script as guard_rollback_script
 from provision.matrix import model_info
+from provision.matrix import release as release_line
 from provision.model import (
     Facts,
     HostResult,
@@ -45,18 +46,19 @@ from provision.model import (
     UnreachableError,
 )
 from provision.plan import describe_plan, make_plan, plan_diffs
+from provision.progress import PREFIX, BuildProgress
 from provision.report import Reporter
 from provision.sandbox import host_sandbox
 from provision.share import FleetShare
 from provision.steps.release import explain as explain_build
-from provision.steps.service import exec_argv
+from provision.steps.service import exec_argv, model_cache_env
 from provision.verify import (
     DIAG_MARK,
     Check,
     Endpoint,
     diagnostics_script,
-    parse_unit_state,
-    unit_state_script,
+    parse_poll,
+    poll_script,
     verify,
     wait_healthy,
 )
@@ -135,6 +137,20 @@ def explain_failure(step: Step, output: str, facts: Facts, settings: Settings) -
     return f"step {step.name} failed: {cause}" if cause else f"step {step.name} failed"
 
 
+def download_dirs(settings: Settings, facts: Facts | None) -> tuple[str, ...]:
+    """Where the server's first start downloads the weights, whose growth the health wait
+    reports: nothing with model_dir or weights already there; FD_MODEL_CACHE itself for a
+    release that downloads into it directly (2.0.x, C8), else the model's
+    <cache>/<org>/<name>."""
+    if settings.model_dir or facts is None or facts.model_present:
+        return ()
+    try:
+        flat = release_line(settings.fastdeploy_version).model_cache == "flat"
+    except ProvisionError:
+        return ()
+    return (model_cache_env(settings, flat_cache=True),) if flat else model_paths(settings)
+
+
 def restart_script(settings: Settings) -> str:
     """The one restart that every notifying step shares (a handler)."""
     return shell.script([
@@ -161,6 +177,7 @@ class HostRun:
         self.guard_started = False  # the step that arms the guard has been sent
         self.fleet = (FleetCopy(self) if options.share is not None and not options.check
                       and spec.connection != "local" else None)
+        self.facts: Facts | None = None  # for the health wait's download size
         reporter.add_secret(settings.api_key)
         reporter.add_secret(settings.web_password)
 
@@ -237,6 +254,7 @@ class HostRun:
             raise ProvisionError(f"{self.spec.name}: gathering facts failed (exit {got.rc}): "
                                  f"{got.tail(10)}")
         facts = parse_facts(self.spec.name, got.stdout)
+        self.facts = facts
         self._record("facts", "ok", time.monotonic() - start)
         return facts
 
@@ -413,10 +431,12 @@ class HostRun:
         self.result.touched = True
         if self.guard is not None and step.name in SERVING_STEPS:
             self.guard_started = True
+        live = ({"progress": self._step_progress(step.name)} if PREFIX.strip() in step.script
+                else {})
         try:
             got = self.remote.run(step.script, limit,
                                   stdin=step.upload.data if step.upload else None,
-                                  cancel=self.abort, limit_name=which)
+                                  cancel=self.abort, limit_name=which, **live)
         except (RemoteTimeout, RemoteCancelled) as exc:
             self._record(step.name, "failed", time.monotonic() - start, str(exc))
             self.result.failed_at = "apply"
@@ -436,6 +456,17 @@ class HostRun:
             raise StepFailed(f"{self.spec.name}: {why} (exit {got.rc}); nothing after it ran")
         self._record(step.name, "changed", got.seconds, step.reason)
         self.result.status = "changed"
+
+    def _step_progress(self, name: str) -> Callable[[str], None]:
+        """Shows a step's own progress lines (the release build's) live, with their rate."""
+        meter = BuildProgress()
+
+        def show(line: str) -> None:
+            text = meter.text(line, time.monotonic())
+            if text:
+                self.reporter.progress(self.spec.name, name, text)
+
+        return show
 
     def _restart(self) -> None:
         self._check_abort()
@@ -460,6 +491,7 @@ class HostRun:
                 unit_state=self._unit_state_or_abort,
                 progress=self._health_progress,
                 sleep=self._sleep_or_abort,
+                weights_gb=self._weights_gb(),
             )
         for check in checks:
             self._record(f"{prefix} {check.name}", "ok" if check.ok else "failed",
@@ -471,7 +503,12 @@ class HostRun:
 
     def _health_progress(self, text: str) -> None:
         self._check_abort()
-        self.reporter.line(self.spec.name, "health", "waiting", None, text)
+        self.reporter.progress(self.spec.name, "health", text)
+
+    def _weights_gb(self) -> float | None:
+        """The catalogue's size of the weights, for the download's ETA (None: not listed)."""
+        info = model_info(self.settings.model)
+        return info.weights_gb if info else None
 
     def _sleep_or_abort(self, seconds: float) -> None:
         """The health wait's pause, cut short by an interruption (it then stops at once)."""
@@ -487,8 +524,10 @@ class HostRun:
         return f"{self.spec.name}: verification failed: {details}\n{self._diagnose()}"
 
     def _unit_state(self):
-        got = self.remote.run(unit_state_script(self.settings), 30)
-        return parse_unit_state(got.stdout)
+        """The health wait's one poll: unit state, download size, loading line."""
+        got = self.remote.run(poll_script(self.settings,
+                                          download_dirs(self.settings, self.facts)), 30)
+        return parse_poll(got.stdout)
 
     def _diagnose(self) -> str:
         """The unit's journal and workerlog.0, fetched in one exec (best effort)."""

@@ -40,6 +40,7 @@ from provision import shell
 from provision.become import become_argv, become_stdin
 from provision.connection_vars import PORT_VARS, USER_VARS, is_set, split_target
 from provision.model import Hop, HostSpec, ProvisionError, Settings, UnreachableError
+from provision.progress import PREFIX as PROGRESS_PREFIX
 
 # paramiko logs a refused tunnel channel ("Secsh channel N open FAILED") at ERROR; the tool
 # reports what it means itself, so those lines must not reach the user's terminal.
@@ -363,7 +364,8 @@ class Remote:
     # ------------------------------------------------------------------ running
 
     def run(self, script: str, timeout: float, stdin: bytes | None = None,
-            cancel: threading.Event | None = None, limit_name: str = "") -> Result:
+            cancel: threading.Event | None = None, limit_name: str = "",
+            progress: Callable[[str], None] | None = None) -> Result:
         """Run a POSIX sh script as ONE exec request; the exit status is the caller's to judge.
 
         The script goes through `/bin/sh -c` so the login shell of the remote user does not
@@ -371,6 +373,8 @@ class Remote:
         process group. Transport failures raise UnreachableError; a slow command
         RemoteTimeout naming `limit_name` (which limit it was); a set `cancel`
         RemoteCancelled. Both of the latter kill the command's process group on the host.
+        `progress`, when given, sees each complete stdout line that starts with
+        progress.PREFIX as it arrives (the Result still holds all the output).
         """
         transport = self._transport()
         start = time.monotonic()
@@ -386,7 +390,8 @@ class Remote:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            out, err = self._collect(chan, start + timeout, pgid, cancel, timeout, limit_name)
+            out, err = self._collect(chan, start + timeout, pgid, cancel, timeout, limit_name,
+                                     progress)
             rc = chan.recv_exit_status()
         except (RemoteTimeout, RemoteCancelled):
             self._kill_group(pgid)
@@ -495,14 +500,17 @@ class Remote:
         return self._conn is not None and self._conn.user != "root"
 
     def _collect(self, chan: paramiko.Channel, deadline: float, pgid: list[int],
-                 cancel: threading.Event | None, limit: float,
-                 limit_name: str) -> tuple[bytes, bytes]:
+                 cancel: threading.Event | None, limit: float, limit_name: str,
+                 progress: Callable[[str], None] | None = None) -> tuple[bytes, bytes]:
         out, err = bytearray(), bytearray()
+        fed = 0  # where the first stdout line not yet given to `progress` starts
         while True:
             # The exit status comes after all output: seen first, a drain then gets it all.
             ended = chan.exit_status_ready() or chan.closed
             while chan.recv_ready():
                 out += chan.recv(65536)
+            if progress is not None:
+                fed = _feed_progress(out, fed, progress)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
             if not pgid:
@@ -557,6 +565,22 @@ def _until_closed(chan: paramiko.Channel, seconds: float) -> None:
         while chan.recv_stderr_ready():
             chan.recv_stderr(65536)
         select.select([chan], [], [], 0.2)
+
+
+def _feed_progress(out: bytearray, fed: int, progress: Callable[[str], None]) -> int:
+    """Give `progress` the complete lines after `fed` that carry PROGRESS_PREFIX; returns
+    where the next incomplete line starts. A failing display never fails the command."""
+    end = out.rfind(b"\n", fed)
+    if end < 0:
+        return fed
+    for raw in bytes(out[fed:end]).split(b"\n"):
+        line = raw.decode("utf-8", errors="replace")
+        if line.startswith(PROGRESS_PREFIX):
+            try:
+                progress(line)
+            except Exception:  # noqa: BLE001 - progress is only shown, never decides
+                pass
+    return end + 1
 
 
 def _ping(transport: paramiko.Transport, answered: threading.Event) -> None:

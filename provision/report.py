@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sys
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from provision.model import HostResult, Problem
@@ -100,33 +102,91 @@ class Reporter:
     """Live, thread-safe progress lines: `gpu1 | release | changed | 12.3s`.
 
     With --json the live lines go to stderr so stdout stays one JSON document.
+
+    Progress on a long wait (`progress`) is shown two ways. On a terminal each busy host
+    has one line at the bottom that is rewritten in place (a block of one line per host,
+    redrawn under every ordinary line, so hosts that interleave stay readable). In logs
+    and CI (not a terminal, or --json's stderr) it is an ordinary line, at most one per
+    host every PLAIN_EVERY seconds, so a log is not flooded.
     """
 
+    PLAIN_EVERY = 10.0
+
     def __init__(self, stream: TextIO | None = None, *, verbose: bool = False,
-                 secrets: Iterable[str] = ()) -> None:
+                 secrets: Iterable[str] = (), live: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream or sys.stdout
         self.verbose = verbose
         self.secrets = tuple(s for s in secrets if s)
         self._lock = threading.Lock()
+        if live is None:  # --json sends the lines to stderr: those are plain, for logs
+            live = self.stream is not sys.stderr and _is_tty(self.stream)
+        self.live = live
+        self._clock = clock
+        self._busy: dict[str, str] = {}  # host -> its progress line (terminal only)
+        self._drawn = 0  # how many progress lines are on the screen below the text
+        self._shown: dict[str, float] = {}  # host -> when its last plain progress line went
+
+    def progress(self, host: str, name: str, text: str) -> None:
+        """A long wait's state: `gpu1 | health | waiting 43s/1800s: loading weights 75%`."""
+        line = redact(f"{host} | {name} | {text}", self.secrets)
+        with self._lock:
+            if self.live:
+                self._busy[host] = line
+                self._clear()
+                self._draw()
+            else:
+                now = self._clock()
+                if now - self._shown.get(host, float("-inf")) < self.PLAIN_EVERY - 0.5:
+                    return
+                self._shown[host] = now
+                self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def _clear(self) -> None:
+        """Erase the progress block: up to its first line, then clear to the screen's end."""
+        if self._drawn:
+            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def _draw(self) -> None:
+        """One line per busy host, cut to the terminal's width so none wraps (a wrapped
+        line would throw off the count that _clear moves up by)."""
+        width = _width(self.stream)
+        for line in self._busy.values():
+            self.stream.write(line[:max(width - 1, 1)] + "\n")
+        self._drawn = len(self._busy)
 
     def add_secret(self, secret: str | None) -> None:
         if secret and secret not in self.secrets:
             self.secrets += (secret,)
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str, done: str | None = None) -> None:
+        """An ordinary line, above the progress block; `done` ends that host's progress."""
         with self._lock:
+            if self.live:
+                self._clear()
+            if done is not None:
+                self._busy.pop(done, None)
+                self._shown.pop(done, None)
             self.stream.write(redact(text, self.secrets) + "\n")
+            if self.live:
+                self._draw()
             self.stream.flush()
 
     def line(self, host: str, name: str, status: str, seconds: float | None = None,
              detail: str = "") -> None:
         parts = [host, name, status] + ([f"{seconds:.1f}s"] if seconds is not None else [])
-        self._write(" | ".join(parts) + (f" | {detail}" if detail else ""))
+        self._write(" | ".join(parts) + (f" | {detail}" if detail else ""), done=host)
 
     def output(self, host: str, text: str, *, always: bool = False) -> None:
         """Remote output: shown with -v, or always for failures."""
         if text.strip() and (self.verbose or always):
             self._write("\n".join(f"{host} >   {ln}" for ln in text.rstrip().splitlines()))
+
+    def say(self, text: str) -> None:
+        """One line of the run's own (a rollout's fleet progress)."""
+        self._write(text)
 
     def block(self, title: str, lines: Iterable[str]) -> None:
         lines = list(lines)
@@ -141,6 +201,20 @@ class Reporter:
         width = max((len(r.host) for r in results), default=0)
         self.block("\nRECAP", [recap_line(r, width) for r in results])
         self.block("\nPROBLEMS", problem_lines(results))
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or file-less stream
+        return False
+
+
+def _width(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80  # 0: size not set
+    except (AttributeError, OSError, ValueError):
+        return 80
 
 
 def table(rows: list[tuple[str, ...]]) -> list[str]:

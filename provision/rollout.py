@@ -80,7 +80,7 @@ def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter
     failures = 0
     if options.share is None and not options.check:  # one fetch from upstream for all batches
         options = dataclasses.replace(options, share=FleetShare())
-    for batch in batches(targets, serial):
+    for number, batch in enumerate(batches(targets, serial), 1):
         if failures > max_fail or STOPPED.is_set():
             why = ("interrupted" if STOPPED.is_set() else
                    f"{failures} host(s) failed, --max-fail is {max_fail}")
@@ -92,7 +92,27 @@ def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter
             row = _row(result)
             rows.append(row)
             failures += row.result in ("failed", "rolled back", "unreachable")
+        reporter.say(fleet_line(rows, len(targets), number))
     return rows
+
+
+def fleet_line(rows: list[RolloutRow], total: int, batch: int) -> str:
+    """After each batch: how far the rollout is and how the fleet stands ("in service":
+    serving what this rollout deploys; a rolled-back host serves its old release).
+
+    >>> fleet_line([RolloutRow("a", None, "r2", "ok", 3.0),
+    ...             RolloutRow("b", "r1", "r2", "rolled back", 9.0)], 4, 1)
+    'fleet | batch 1: 2/4 hosts done, 1 in service, 1 failed (1 rolled back), 2 to go'
+    """
+    done = [r for r in rows if r.result != "skipped"]
+    serving = sum(r.result in ("ok", "unchanged") for r in done)
+    failed = [r for r in done if r.result in ("failed", "rolled back", "unreachable")]
+    back = sum(r.result == "rolled back" for r in failed)
+    skipped = len(rows) - len(done)
+    return (f"fleet | batch {batch}: {len(done)}/{total} hosts done, {serving} in service, "
+            f"{len(failed)} failed" + (f" ({back} rolled back)" if back else "")
+            + (f", {skipped} skipped" if skipped else "")
+            + f", {total - len(rows)} to go")
 
 
 def render_table(rows: list[RolloutRow]) -> list[str]:

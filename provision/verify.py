@@ -10,6 +10,7 @@ until the unit itself has failed or restarted. The unit is asked about rarely
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -18,6 +19,14 @@ from dataclasses import dataclass
 
 from provision import plain_http, shell
 from provision.model import ServerChecks, Settings
+from provision.progress import (
+    LOAD_MARK,
+    SIZE_MARK,
+    HostProgress,
+    Meter,
+    health_text,
+    parse_host_progress,
+)
 
 CHAT_PROMPT = "Reply with one short sentence: are you ready?"
 _SAMPLE = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*(?:\{[^}]*\})? (?:-?[0-9.eE+-]+|NaN|[+-]Inf)", re.M)
@@ -57,6 +66,7 @@ class UnitState:
     sub: str  # SubState: running, auto-restart, dead, ...
     restarts: int  # NRestarts: automatic restarts since the last manual start
     result: str = ""  # Result: success, exit-code, ...
+    progress: HostProgress | None = None  # the download's size and loading line (poll_script)
 
     @property
     def broken(self) -> bool:
@@ -72,6 +82,43 @@ def unit_state_script(settings: Settings) -> str:
         "systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts",
         "-p", "Result", settings.service_name,
     )
+
+
+def poll_script(settings: Settings, download_dirs: tuple[str, ...] = ()) -> str:
+    """The health wait's one exec: the unit's state, the download's size, the loading line.
+
+    `du -sb` of the directories the weights download into (none when nothing downloads),
+    and the newest `Loading Weights/Layers: N%` of workerlog.0 (reference §5.4), only when
+    the log was written since the unit's main process started: a previous start's
+    `100%` must not pass for this one's (a new start's worker log may still show the
+    previous start's last line until it writes its first). The log is read from its last
+    64 kB only; du is given 10 s, well inside the poll's own 30 s limit.
+    """
+    log = f"{settings.log_dir.rstrip('/')}/workerlog.0"
+    lines = [unit_state_script(settings), shell.fmt("echo %s", SIZE_MARK)]
+    if download_dirs:
+        lines.append(shell.cmd("timeout", "10", "du", "-sb", "--", *download_dirs)
+                     + " 2>/dev/null || true")  # a slow (network) disk costs no poll
+    lines += [
+        shell.fmt("echo %s", LOAD_MARK),
+        shell.fmt("t=$(systemctl show --value -p ExecMainStartTimestamp %s)",
+                  settings.service_name),
+        shell.fmt('if [ -n "$t" ] && s=$(date -d "$t" +%%s 2>/dev/null) && [ -f %s ] && '
+                  '[ "$(stat -c %%Y %s)" -ge "$s" ]; then tail -c 65536 %s | '
+                  "grep -aoE 'Loading (Weights|Layers): *[0-9]{1,3}%%' | tail -n 1; fi; true",
+                  log, log, log),
+    ]
+    return "\n".join(lines)
+
+
+def parse_poll(stdout: str) -> UnitState:
+    """poll_script's output: the unit's lines come first, so nothing the host's files
+    hold (a log line saying `ActiveState=active`) can pass for systemd's answer."""
+    unit, mark, rest = f"\n{stdout}".partition(f"\n{SIZE_MARK}\n")
+    state = parse_unit_state(unit)
+    if not mark:
+        return state
+    return dataclasses.replace(state, progress=parse_host_progress(f"{SIZE_MARK}\n{rest}"))
 
 
 def parse_unit_state(stdout: str) -> UnitState:
@@ -108,13 +155,19 @@ def wait_healthy(
     progress: Callable[[str], None] = lambda _: None,
     unit_every: float = 15.0,
     progress_every: float = 10.0,
+    weights_gb: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Check:
-    """Poll GET /health until 200, with backoff, a deadline, and rare unit-state checks."""
+    """Poll GET /health until 200, with backoff, a deadline, and rare unit-state checks.
+
+    The unit's poll may also carry the download's size and the loading line (poll_script);
+    the progress text then says those (bytes, rate, ETA against `weights_gb`) instead of
+    the bare "connection refused". No extra exec: it is the same rare poll."""
     start = clock()
     deadline = start + timeout
     delay, last, baseline, state = 0.25, "no answer yet", None, None
+    meter = Meter()
     next_unit, next_progress = start + unit_every, start + progress_every
     while True:
         try:
@@ -130,6 +183,8 @@ def wait_healthy(
         if unit_state is not None and (now >= next_unit or now >= deadline):
             state = unit_state()
             baseline = state.restarts if baseline is None else baseline
+            if state.progress is not None and state.progress.download_bytes is not None:
+                meter.feed(now, state.progress.download_bytes)
             if state.broken or state.restarts > baseline:
                 return Check("health", False, now - start,
                              f"the service stopped while loading: unit {state}; last: {last}")
@@ -140,8 +195,13 @@ def wait_healthy(
                          f"not healthy within {timeout:.0f}s: {last}{seen}. Fix: raise "
                          "health_timeout if the model is still downloading, else read the logs")
         if now >= next_progress:
-            progress(f"waiting {now - start:.0f}s/{timeout:.0f}s: {last}"
-                     + (f", unit {state}" if state else ""))
+            doing = health_text(state.progress, meter, weights_gb) if state else None
+            if doing and state:
+                progress(f"waiting {now - start:.0f}s/{timeout:.0f}s: {doing}; "
+                         f"unit {state.active}/{state.sub}")
+            else:
+                progress(f"waiting {now - start:.0f}s/{timeout:.0f}s: {last}"
+                         + (f", unit {state}" if state else ""))
             next_progress = now + progress_every
         sleep(min(delay, max(deadline - now, 0.0)))
         delay = min(delay * 1.5, 5.0)
@@ -256,12 +316,13 @@ def verify(
     unit_state: Callable[[], UnitState] | None = None,
     progress: Callable[[str], None] = lambda _: None,
     sleep: Callable[[float], None] = time.sleep,
+    weights_gb: float | None = None,
 ) -> list[Check]:
     """Health first (after a failed wait the others would only repeat it), then the rest at
     once: none depends on another, so a far host costs one round trip for them, not five.
     Results keep their order whatever finishes first."""
     health = wait_healthy(endpoint, timeout, unit_state=unit_state, progress=progress,
-                          sleep=sleep)
+                          sleep=sleep, weights_gb=weights_gb)
     if not health.ok:
         return [health]
     probes: list[Callable[[Endpoint], Check]] = []

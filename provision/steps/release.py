@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from provision import pipfail, shell
 from provision.model import Facts, Install, Settings, Step
+from provision.progress import PREFIX
 
 MARKER = ".provision-complete"
 
@@ -54,6 +55,18 @@ DEPENDENCIES = (
     "print('\\n'.join(seen))\n"
 )
 CAUSE = "provision: cause:"
+PROGRESS_EVERY_S = 10
+# A sh function printing one progress line: KiB in the partial venv ($1) and in pip's cache,
+# and pip's latest Collecting/Downloading/Installing line from its log ($2). The tool parses
+# the numbers strictly (provision.progress) and cleans the text before showing it.
+_PROGRESS_LINE = (
+    'provision_progress() { v=$(du -sk "$1" 2>/dev/null | cut -f1); '
+    'c=$(du -sk "${PIP_CACHE_DIR:-${HOME:-/root}/.cache/pip}" 2>/dev/null | cut -f1); '
+    "p=$(grep -E '^ *(Collecting|Downloading|Installing|Building|Using cached) ' \"$2\" "
+    "2>/dev/null | tail -n 1 | cut -c1-160); "
+    "printf '%s venv_kb=%s cache_kb=%s pip=%s\\n' " + shell.cmd(PREFIX.strip())
+    + ' "${v:-0}" "${c:-0}" "$p"; }'
+)
 
 
 def _trusted(urls: list[str]) -> list[str]:
@@ -121,6 +134,23 @@ def explain(output: str) -> str | None:
     return "; ".join(dict.fromkeys(causes)) or None
 
 
+def progress_lines(partial: str, log: str, every: int = PROGRESS_EVERY_S) -> list[str]:
+    """A background loop printing a progress line every `every` s while the build runs.
+
+    It ends with the script: an EXIT trap kills it when the script ends (done or failed),
+    and a timeout or an interruption kills the command's whole process group, loop
+    included. Its sleep keeps no hold on the output, so the command's output closes as
+    soon as the script and the loop are gone.
+    """
+    return [
+        _PROGRESS_LINE,
+        shell.fmt("( while sleep %s >/dev/null 2>&1; do provision_progress %s %s; done ) "
+                  "</dev/null &", every, partial, log),
+        "progress_pid=$!",
+        "trap 'kill \"$progress_pid\" 2>/dev/null || true' EXIT",
+    ]
+
+
 def partial_dir(settings: Settings, install: Install) -> str:
     return f"{settings.releases_dir}/{install.release}.partial"
 
@@ -153,6 +183,7 @@ def build_step(settings: Settings, install: Install) -> Step:
     lines = [
         shell.cmd("rm", "-rf", partial),
         shell.cmd("mkdir", "-p", settings.releases_dir),
+        *progress_lines(partial, log),
         shell.cmd(settings.python, "-m", "venv", partial),
         _pip(python, log, pip_args(f"paddlepaddle-gpu=={install.paddle_version}",
                                    install.paddle_index_url),

@@ -154,3 +154,17 @@ def test_report_masks_secrets_and_summarises_errors() -> None:
     text = out.getvalue()
     assert "sk-123" not in text and "********" in text
     assert "gpu1: verification failed: key ******** ... rolled back to a" in text
+
+
+def test_a_fleet_line_after_each_batch() -> None:
+    out = io.StringIO()
+    rollout(_targets(5), Options(), Reporter(out), 2, 0,
+            converge=FakeFleet({"gpu1": "rolled back"}))
+    fleet = [line for line in out.getvalue().splitlines() if line.startswith("fleet |")]
+    assert fleet == ["fleet | batch 1: 2/5 hosts done, 1 in service, 1 failed (1 rolled back), "
+                     "3 to go"]
+    out = io.StringIO()
+    rollout(_targets(3), Options(), Reporter(out), 1, 0, converge=FakeFleet())
+    assert [line for line in out.getvalue().splitlines() if line.startswith("fleet |")] == [
+        f"fleet | batch {i}: {i}/3 hosts done, {i} in service, 0 failed, {3 - i} to go"
+        for i in (1, 2, 3)]
