@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,13 +90,18 @@ def test_same_yaml_same_state_under_ansible_and_provision_then_converged_in_3_ex
     assert report["recap"][by_provision.name]["changed"] == 11, checked.stderr  # + handler
     assert snapshot(by_provision) == before
 
+    # ssh's ControlPath is a Unix socket (at most 108 bytes): a pytest temp dir under an xdist
+    # worker is too deep for it, so ansible's sockets go to a short directory of their own.
+    sockets = tempfile.mkdtemp(prefix="ans-cp-", dir="/tmp")
     ran = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i",
                           str(ansible_inventory(lab, by_ansible, tmp_path / "ansible.yml")),
                           str(SITE)], cwd=ROOT, capture_output=True, text=True, timeout=900,
                          env=dict(os.environ, HOME=str(tmp_path), ANSIBLE_NOCOLOR="1",
                                   ANSIBLE_COLLECTIONS_PATH=str(posix_collections_path()),
                                   ANSIBLE_HOST_KEY_CHECKING="True",
+                                  ANSIBLE_SSH_CONTROL_PATH_DIR=sockets,
                                   ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp")))
+    shutil.rmtree(sockets, ignore_errors=True)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
 
     first = provision(tmp_path, "play", str(SITE), "-i", inventory, "--limit",
