@@ -89,6 +89,7 @@ class Options:
     lock_wait: float = hostlock.LOCK_WAIT_S  # how long to wait for another run's host lock
     # Several hosts in one run: what one fetches from upstream, the others copy from it
     share: FleetShare | None = field(default=None, compare=False)
+    copy_between_hosts: bool = True  # False: every host fetches from upstream itself
 
 
 @dataclass

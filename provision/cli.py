@@ -83,11 +83,16 @@ def main() -> None:
               show_default=True, metavar="SECONDS", help="Time limit per host.")
 @click.option("--lock-wait", type=click.FloatRange(min=0), default=300.0, show_default=True,
               metavar="SECONDS", help="How long to wait for another run's lock on a host.")
+@click.option("--copy-between-hosts/--no-copy-between-hosts", default=True, show_default=True,
+              help="Several hosts needing the same release or weights: one fetches them from "
+                   "upstream, the others copy from it (through this machine's SSH "
+                   "connections). Off: every host fetches for itself (e.g. when this "
+                   "machine's link is slower than the hosts' own upstream).")
 @_ACCEPT
 def up(host: str | None, limit: str | None, inventory: str | None, extra: tuple[str, ...],
        check: bool, diff: bool, as_json: bool, verbose: bool, forks: int,
        any_errors_fatal: bool, host_timeout: float, lock_wait: float,
-       accept_new_host_key: bool) -> None:
+       copy_between_hosts: bool, accept_new_host_key: bool) -> None:
     """Take hosts to a running, verified FastDeploy server (idempotent).
 
     For each host: one facts trip over SSH, pre-flight checks (nothing is
@@ -117,7 +122,7 @@ def up(host: str | None, limit: str | None, inventory: str | None, extra: tuple[
                   diff=diff, as_json=as_json, verbose=verbose, forks=forks,
                   any_errors_fatal=any_errors_fatal,
                   accept_new_host_key=accept_new_host_key, host_timeout=host_timeout,
-                  lock_wait=lock_wait)
+                  lock_wait=lock_wait, copy_between_hosts=copy_between_hosts)
     sys.exit(_guarded(lambda: run_up(args)))
 
 

@@ -78,7 +78,8 @@ def rollout(targets: list[tuple[HostSpec, Settings]], options: Options, reporter
     """
     rows: list[RolloutRow] = []
     failures = 0
-    if options.share is None and not options.check:  # one fetch from upstream for all batches
+    if options.share is None and options.copy_between_hosts and not options.check:
+        # one fetch from upstream for all the batches
         options = dataclasses.replace(options, share=FleetShare())
     for number, batch in enumerate(batches(targets, serial), 1):
         if failures > max_fail or STOPPED.is_set():

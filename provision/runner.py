@@ -65,7 +65,8 @@ def run_hosts(
     Several hosts share one FleetShare (unless the caller brought one, as a rollout does
     for all its batches): what one of them fetches from upstream, the others copy from it.
     """
-    if options.share is None and len(targets) > 1 and not options.check:
+    if (options.share is None and options.copy_between_hosts and len(targets) > 1
+            and not options.check):
         options = dataclasses.replace(options, share=FleetShare())
     todo: queue.Queue[int] = queue.Queue()
     for index in range(len(targets)):

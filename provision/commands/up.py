@@ -28,6 +28,7 @@ class UpArgs:
     accept_new_host_key: bool = False
     host_timeout: float = 4 * 3600.0
     lock_wait: float = 300.0
+    copy_between_hosts: bool = True
 
 
 def run_up(args: UpArgs) -> int:
@@ -44,7 +45,8 @@ def run_up(args: UpArgs) -> int:
         return EXIT_USAGE
     options = Options(check=args.check, diff=args.diff, roles=deployment_roles(),
                       accept_new_host_key=args.accept_new_host_key,
-                      host_timeout=args.host_timeout, lock_wait=args.lock_wait)
+                      host_timeout=args.host_timeout, lock_wait=args.lock_wait,
+                      copy_between_hosts=args.copy_between_hosts)
     for _, settings in targets:
         live.add_secret(settings.api_key)
         live.add_secret(settings.web_password)
