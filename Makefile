@@ -24,10 +24,10 @@ lint: setup
 # Test files run in parallel, each worker with a lab of its own (tests/conftest.py); the
 # hosts mostly wait (boots, pip, health), so more workers than the 2 CPUs still pay off.
 # Longest suites first, so the last file to start is a short one.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 test: setup lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 \
 	  tests/faults tests/e2e tests/lab tests/unit
 
 unit: setup
