@@ -381,10 +381,7 @@ class Remote:
         pgid: list[int] = []
         try:
             chan = transport.open_session(timeout=self.connect_timeout)
-            self.exec_requests += 1
-            host_limit = max(1, int(timeout + 0.999)) + HOST_KILL_GRACE_S
-            chan.exec_command(self._command(shell.cmd("/bin/sh", "-c", _WRAP, "provision",
-                                                      script, host_limit)))
+            self._exec(chan, script, timeout)
             if self._sudo():
                 stdin = become_stdin(self.spec.become_password, stdin)
             if stdin:
@@ -416,15 +413,20 @@ class Remote:
         its stdin or stdout (provision/relay.py). The caller drains it and calls `stop`
         when it gives up early."""
         chan = self._transport().open_session(timeout=self.connect_timeout)
-        self.exec_requests += 1
-        host_limit = max(1, int(timeout + 0.999)) + HOST_KILL_GRACE_S
-        chan.exec_command(self._command(shell.cmd("/bin/sh", "-c", _WRAP, "provision",
-                                                  script, host_limit)))
+        self._exec(chan, script, timeout)
         if self._sudo():
             password = become_stdin(self.spec.become_password, None)
             if password:
                 chan.sendall(password)
         return chan
+
+    def _exec(self, chan: paramiko.Channel, script: str, timeout: float) -> None:
+        """One exec request: the script under the wrapper (own process group, the host's
+        own timeout `timeout` + grace), through sudo for a non-root login."""
+        self.exec_requests += 1
+        host_limit = max(1, int(timeout + 0.999)) + HOST_KILL_GRACE_S
+        chan.exec_command(self._command(shell.cmd("/bin/sh", "-c", _WRAP, "provision",
+                                                  script, host_limit)))
 
     def stop(self, chan: paramiko.Channel, stderr: bytes) -> None:
         """Kill a started script's process group on the host (its group is announced on the

@@ -30,13 +30,6 @@ FACTS = Facts(hostname="box", kernel="Linux", arch="x86_64", os_id="ubuntu",
 MODEL = "baidu/ERNIE-4.5-VL-28B-A3B-Paddle"
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def world(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A host (the local sshd), an HTTP server playing FastDeploy, and a plan to hand out."""

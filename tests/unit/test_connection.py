@@ -32,13 +32,6 @@ from provision.model import HostSpec, Settings, UnreachableError
 from tests.unit.sshd_server import Sshd, free_port, new_key
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Keep the real ~/.ssh (known_hosts, config) out of every test."""

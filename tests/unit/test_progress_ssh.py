@@ -20,13 +20,6 @@ from tests.unit.sshd_server import Sshd
 from tests.unit.test_progress import _refused_endpoint
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def remote(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # the real ~/.ssh stays out

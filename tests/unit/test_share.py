@@ -169,13 +169,6 @@ def test_digest_output_is_read_strictly() -> None:
 # --------------------------------------------------------------------------- the relay
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture()
 def pair(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Two connections to the loopback sshd, standing for two hosts of a fleet."""
