@@ -36,20 +36,62 @@ def lab() -> None:
 @click.option("--no-mirror", is_flag=True, help="Hosts without /etc/pip.conf: pip's default "
               "index, https://pypi.org/simple/, is the lab's general index over HTTPS "
               "(the lab's CA in the host's trust store).")
-def up(count: int, profiles: str, bare: bool, no_mirror: bool) -> None:
-    """Start COUNT hosts gpu1..gpuN (a previous lab is stopped first)."""
+@click.option("--no-seed-weights", is_flag=True, help="Hosts without the stand-in weights: "
+              "their server downloads them from the lab's model hub at first start.")
+@click.option("--pad-mb", type=float, help="Pad the paddlepaddle-gpu wheels to this many MB "
+              "(fastdeploy-gpu to a quarter); 0 is today's small wheels. Kept for later runs.")
+@click.option("--weights-mb", type=float, help="MB of weights per model on the lab's hub "
+              "(default 1). Kept for later runs.")
+@click.option("--index-rate", type=float, help="Total MB/s the lab's indexes and hub send, "
+              "all clients together (0: unlimited, the default). Kept for later runs.")
+def up(count: int, profiles: str, bare: bool, no_mirror: bool, no_seed_weights: bool,
+       pad_mb: float | None, weights_mb: float | None, index_rate: float | None) -> None:
+    """Start COUNT hosts gpu1..gpuN (a previous lab is stopped first).
+
+    The upstream options change the lab's setting (`lab access` shows what it sent); those
+    not given keep the lab's current one."""
     names = [p.strip() for p in profiles.split(",") if p.strip()]
     unknown = [p for p in names if p not in load_profiles()]
     if unknown:
         _fail(ValueError(f"unknown profile {', '.join(unknown)}; known: "
                          f"{', '.join(load_profiles())}"))
     try:
-        hosts = _lab().up(count, names, bare=bare, pip_mirror=not no_mirror)
+        lab_ = _lab()
+        if (pad_mb, weights_mb, index_rate) != (None, None, None):
+            now = lab_.upstream
+            lab_.set_upstream(now.pad_mb if pad_mb is None else pad_mb,
+                              now.weights_mb if weights_mb is None else weights_mb,
+                              now.rate_mbps if index_rate is None else index_rate)
+        hosts = lab_.up(count, names, bare=bare, pip_mirror=not no_mirror,
+                        seed_weights=not no_seed_weights)
     except LabError as exc:
         _fail(exc)
     for host in hosts:
         click.echo(f"{host.name}\t{host.address}\t{host.profile}{' (bare)' if host.bare else ''}"
-                   f"{'' if host.pip_mirror else ' (no mirror)'}")
+                   f"{'' if host.pip_mirror else ' (no mirror)'}"
+                   f"{'' if host.seed_weights else ' (no weights)'}")
+
+
+@lab.command()
+@click.option("--since", type=click.IntRange(0), help="A mark printed by an earlier "
+              "`lab access` (count only what was sent after it).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (with the mark).")
+def access(since: int | None, as_json: bool) -> None:
+    """Bytes the lab's indexes and hub sent (response bodies), per server and per client,
+    and a mark for a later `--since`."""
+    lab_ = _lab()
+    mark = lab_.index_mark()
+    totals = lab_.index_bytes(since)
+    if as_json:
+        click.echo(json.dumps({**totals, "mark": mark}, indent=2))
+        return
+    for kind in ("paddle", "general", "pypi", "hub", "total"):
+        click.echo(f"{kind}\t{totals[kind]}")
+    for client, sent in sorted(totals["by_client"].items()):
+        click.echo(f"client {client}\t{sent}")
+    setting = lab_.upstream
+    click.echo(f"mark\t{mark}\t(upstream: pad {setting.pad_mb:g} MB, weights "
+               f"{setting.weights_mb:g} MB, rate {setting.rate_mbps:g} MB/s, 0 = unlimited)")
 
 
 @lab.command()
