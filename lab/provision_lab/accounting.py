@@ -159,16 +159,16 @@ def mark(path: Path) -> int:
         return 0
 
 
-def totals(path: Path, since: int | None = None) -> dict:
-    """Body bytes served since the mark (None: since the log began), per server kind, in
-    all, and per client address."""
+def totals(path: Path, since: int | None = None, until: int | None = None) -> dict:
+    """Body bytes served between the marks (None: since the log began, up to now), per
+    server kind, in all, and per client address."""
     result: dict = {kind: 0 for kind in KINDS}
     result["total"] = 0
     result["by_client"] = {}
     try:
         with open(path, "rb") as f:
             f.seek(since or 0)
-            data = f.read()
+            data = f.read() if until is None else f.read(max(0, until - (since or 0)))
     except FileNotFoundError:
         return result
     for raw in data.splitlines():

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from provision_lab import accounting, paths
 from provision_lab.profiles import load_profiles
 from provision_lab.system import LabError
 
@@ -81,7 +82,7 @@ def access(since: int | None, as_json: bool) -> None:
     and a mark for a later `--since`."""
     lab_ = _lab()
     mark = lab_.index_mark()
-    totals = lab_.index_bytes(since)
+    totals = accounting.totals(paths.ACCESS_LOG, since, until=mark)
     if as_json:
         click.echo(json.dumps({**totals, "mark": mark}, indent=2))
         return
