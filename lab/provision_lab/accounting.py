@@ -134,6 +134,8 @@ class MeteredHandlerMixin:
         self.requestline = ""
         try:
             super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client hung up: counted below, not an error
         finally:
             log = getattr(self.server, "lab_log", None)
             if log is not None and self.requestline:
