@@ -265,3 +265,16 @@ def test_seeded_weights_download_nothing_and_an_unknown_model_fails_as_upstream(
     assert code != 0
     assert "The master of baidu/not-a-model is not exist. Please check the model name or " \
         "revision." in out + err
+
+
+# ----------------------------------------------------------------------------- the knobs
+
+
+@pytest.mark.parametrize("bad", [-1, "fast", float("nan"), float("inf")])
+def test_a_bad_knob_is_refused_naming_it(bad) -> None:
+    from provision_lab import far_upstream
+    from provision_lab.system import LabError
+
+    with pytest.raises(LabError, match=r"upstream rate_mbps=.*use a number >= 0"):
+        far_upstream.checked(0, 1, bad)
+    assert far_upstream.checked(3, 0.5, 40) == far_upstream.UpstreamSetting(3.0, 0.5, 40.0)

@@ -18,7 +18,8 @@ from tests.lab.test_lab_vms import _wait_health
 MB = accounting.MB
 MODEL_DIR = "var/lib/fastdeploy/models/PaddlePaddle/ERNIE-4.5-VL-28B-A3B-Paddle"
 UNIT = ("systemd-run --unit=fastdeploy-lab --property=Environment=FD_MODEL_CACHE="
-        "/var/lib/fastdeploy/models --working-directory=/root /root/v/bin/python -m "
+        "/var/lib/fastdeploy/models --property=Environment=PYTHONPATH=/root/t "
+        "--working-directory=/root python3 -m "
         "fastdeploy.entrypoints.openai.api_server --model baidu/ERNIE-4.5-VL-28B-A3B-Paddle "
         "--port 8180 --metrics-port 8181 --engine-worker-queue-port 8182 "
         "--cache-queue-port 8183")
@@ -26,16 +27,18 @@ UNIT = ("systemd-run --unit=fastdeploy-lab --property=Environment=FD_MODEL_CACHE
 
 def _install_quickly(host) -> None:
     """The two stand-in wheels and only the dependencies the server imports at start, pinned
-    to the general index's stand-ins (the full dependency set is 100+ MB of real wheels: other
-    tests install it)."""
+    to the general index's stand-ins, in one pip run into a directory (the full dependency
+    set in a venv is 100+ MB of real wheels and minutes here: other tests install it)."""
     started = upstream.imported_at_start()
     pins = [f"{name}=={version}" for name, version in map(
         upstream.requirement, upstream.fastdeploy_requires()) if name in started]
     script = (
-        "set -e; python3 -m venv /root/v; pip='/root/v/bin/pip -q install --no-deps'; "
-        f"$pip -i {paths.PADDLE_INDEX_URL}cu126/ paddlepaddle-gpu==3.3.0; "
-        f"$pip -i {paths.PADDLE_INDEX_URL}fastdeploy-gpu-80_90/ fastdeploy-gpu==2.4.0; "
-        f"$pip {' '.join(pins)}; "
+        "set -e; mirror=$(sed -n 's/^index-url = //p' /etc/pip.conf); "
+        "python3 -m pip -q install --no-deps --target /root/t "
+        f"-i {paths.PADDLE_INDEX_URL}cu126/ "
+        f"--extra-index-url {paths.PADDLE_INDEX_URL}fastdeploy-gpu-80_90/ "
+        "--extra-index-url \"$mirror\" "
+        f"paddlepaddle-gpu==3.3.0 fastdeploy-gpu==2.4.0 {' '.join(pins)}; "
         "printf '127.0.0.1 localhost %s\\n' \"$(hostname)\" > /etc/hosts")
     done = host.ssh(script, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
