@@ -39,11 +39,11 @@ def lab() -> None:
               "(the lab's CA in the host's trust store).")
 @click.option("--no-seed-weights", is_flag=True, help="Hosts without the stand-in weights: "
               "their server downloads them from the lab's model hub at first start.")
-@click.option("--pad-mb", type=float, help="Pad the paddlepaddle-gpu wheels to this many MB "
+@click.option("--pad-mb", type=click.FloatRange(min=0), help="Pad the paddlepaddle-gpu wheels to this many MB "
               "(fastdeploy-gpu to a quarter); 0 is today's small wheels. Kept for later runs.")
-@click.option("--weights-mb", type=float, help="MB of weights per model on the lab's hub "
+@click.option("--weights-mb", type=click.FloatRange(min=0), help="MB of weights per model on the lab's hub "
               "(default 1). Kept for later runs.")
-@click.option("--index-rate", type=float, help="Total MB/s the lab's indexes and hub send, "
+@click.option("--index-rate", type=click.FloatRange(min=0), help="Total MB/s the lab's indexes and hub send, "
               "all clients together (0: unlimited, the default). Kept for later runs.")
 def up(count: int, profiles: str, bare: bool, no_mirror: bool, no_seed_weights: bool,
        pad_mb: float | None, weights_mb: float | None, index_rate: float | None) -> None:
@@ -58,11 +58,7 @@ def up(count: int, profiles: str, bare: bool, no_mirror: bool, no_seed_weights: 
                          f"{', '.join(load_profiles())}"))
     try:
         lab_ = _lab()
-        if (pad_mb, weights_mb, index_rate) != (None, None, None):
-            now = lab_.upstream
-            lab_.set_upstream(now.pad_mb if pad_mb is None else pad_mb,
-                              now.weights_mb if weights_mb is None else weights_mb,
-                              now.rate_mbps if index_rate is None else index_rate)
+        _apply_upstream(lab_, pad_mb, weights_mb, index_rate)
         hosts = lab_.up(count, names, bare=bare, pip_mirror=not no_mirror,
                         seed_weights=not no_seed_weights)
     except LabError as exc:
@@ -71,6 +67,35 @@ def up(count: int, profiles: str, bare: bool, no_mirror: bool, no_seed_weights: 
         click.echo(f"{host.name}\t{host.address}\t{host.profile}{' (bare)' if host.bare else ''}"
                    f"{'' if host.pip_mirror else ' (no mirror)'}"
                    f"{'' if host.seed_weights else ' (no weights)'}")
+
+
+def _apply_upstream(lab_, pad_mb: float | None, weights_mb: float | None,
+                    index_rate: float | None) -> None:
+    """Change the options given (None: keep the lab's current value); none given: no change."""
+    if (pad_mb, weights_mb, index_rate) != (None, None, None):
+        now = lab_.upstream
+        lab_.set_upstream(now.pad_mb if pad_mb is None else pad_mb,
+                          now.weights_mb if weights_mb is None else weights_mb,
+                          now.rate_mbps if index_rate is None else index_rate)
+
+
+@lab.command(name="upstream")
+@click.option("--pad-mb", type=click.FloatRange(min=0), help="MB of padding in each paddlepaddle-gpu wheel.")
+@click.option("--weights-mb", type=click.FloatRange(min=0), help="MB of weights per model on the hub.")
+@click.option("--index-rate", type=click.FloatRange(min=0), help="Total MB/s the indexes and hub send (0: "
+              "unlimited).")
+@click.option("--defaults", is_flag=True, help="Back to today's lab (0, 1, 0).")
+def upstream_(pad_mb: float | None, weights_mb: float | None, index_rate: float | None,
+              defaults: bool) -> None:
+    """Show or change the lab's upstream (rebuilds and restarts what must change)."""
+    try:
+        lab_ = _lab()
+        if defaults:
+            lab_.set_upstream()
+        _apply_upstream(lab_, pad_mb, weights_mb, index_rate)
+    except LabError as exc:
+        _fail(exc)
+    click.echo(json.dumps(lab_.upstream.as_dict(), sort_keys=True))
 
 
 @lab.command()
