@@ -11,6 +11,8 @@ from provision_lab import accounting, paths
 from provision_lab.profiles import load_profiles
 from provision_lab.system import LabError
 
+NONNEGATIVE = click.FloatRange(min=0)  # a negative size or rate is a usage error (exit 2)
+
 
 def _lab():
     from provision_lab.lab import Lab
@@ -39,11 +41,14 @@ def lab() -> None:
               "(the lab's CA in the host's trust store).")
 @click.option("--no-seed-weights", is_flag=True, help="Hosts without the stand-in weights: "
               "their server downloads them from the lab's model hub at first start.")
-@click.option("--pad-mb", type=click.FloatRange(min=0), help="Pad the paddlepaddle-gpu wheels to this many MB "
+@click.option("--pad-mb", type=NONNEGATIVE,
+              help="Pad the paddlepaddle-gpu wheels to this many MB "
               "(fastdeploy-gpu to a quarter); 0 is today's small wheels. Kept for later runs.")
-@click.option("--weights-mb", type=click.FloatRange(min=0), help="MB of weights per model on the lab's hub "
+@click.option("--weights-mb", type=NONNEGATIVE,
+              help="MB of weights per model on the lab's hub "
               "(default 1). Kept for later runs.")
-@click.option("--index-rate", type=click.FloatRange(min=0), help="Total MB/s the lab's indexes and hub send, "
+@click.option("--index-rate", type=NONNEGATIVE,
+              help="Total MB/s the lab's indexes and hub send, "
               "all clients together (0: unlimited, the default). Kept for later runs.")
 def up(count: int, profiles: str, bare: bool, no_mirror: bool, no_seed_weights: bool,
        pad_mb: float | None, weights_mb: float | None, index_rate: float | None) -> None:
@@ -80,9 +85,12 @@ def _apply_upstream(lab_, pad_mb: float | None, weights_mb: float | None,
 
 
 @lab.command(name="upstream")
-@click.option("--pad-mb", type=click.FloatRange(min=0), help="MB of padding in each paddlepaddle-gpu wheel.")
-@click.option("--weights-mb", type=click.FloatRange(min=0), help="MB of weights per model on the hub.")
-@click.option("--index-rate", type=click.FloatRange(min=0), help="Total MB/s the indexes and hub send (0: "
+@click.option("--pad-mb", type=NONNEGATIVE,
+              help="MB of padding in each paddlepaddle-gpu wheel.")
+@click.option("--weights-mb", type=NONNEGATIVE,
+              help="MB of weights per model on the hub.")
+@click.option("--index-rate", type=NONNEGATIVE,
+              help="Total MB/s the indexes and hub send (0: "
               "unlimited).")
 @click.option("--defaults", is_flag=True, help="Back to today's lab (0, 1, 0).")
 def upstream_(pad_mb: float | None, weights_mb: float | None, index_rate: float | None,
