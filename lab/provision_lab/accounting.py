@@ -33,11 +33,15 @@ class TokenBucket:
     """A total rate in bytes/s, shared by every caller; rate 0 means unlimited.
 
     Callers reserve bytes in turn (the debt is kept, so concurrent senders are served in the
-    order they asked and together never exceed the rate beyond one burst)."""
+    order they asked and together never exceed the rate beyond one burst). The burst, 50 ms
+    of the rate (at least one chunk), lets a sender that slept too long (a loaded machine)
+    catch up: with a burst of one chunk a single client got 75% of 40 MB/s here."""
 
-    def __init__(self, rate_bytes: float, burst: int = CHUNK) -> None:
+    BURST_S = 0.05
+
+    def __init__(self, rate_bytes: float) -> None:
         self.rate = float(rate_bytes)
-        self.burst = float(burst)
+        self.burst = max(float(CHUNK), self.rate * self.BURST_S)
         self._tokens = self.burst
         self._stamp = time.monotonic()
         self._lock = threading.Lock()
