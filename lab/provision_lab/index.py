@@ -12,14 +12,19 @@ General index (port 8701), a PyPI stand-in ("site mirror") at /simple/ (PEP 503)
     site mirror): pages at https://pypi.org/simple/, files linked on
     https://files.pythonhosted.org/files/, with the lab CA's certificate for both names (tls.py).
 Stand-in wheels carry their build facts (_lab_build.json): versions, CUDA build, SMs and, for
-fastdeploy-gpu, the release's behaviour (upstream/releases.yaml). A stamp over every input makes
-a rebuild a no-op when nothing changed.
+fastdeploy-gpu, the release's behaviour (upstream/releases.yaml). With pad_mb > 0 the wheels a
+lab host can install (PADDED_TAGS) carry incompressible padding, as the real ones are large:
+paddlepaddle-gpu pad_mb, fastdeploy-gpu pad_mb / 4. A stamp over every input (the padding
+included) makes a rebuild a no-op when nothing changed.
+The same process serves the model hub (hub.py, --hub-port); every server's responses go
+through one rate limit and one access log (accounting.py).
 
 CLI (the lab runs the server as a daemon):
-    python -m provision_lab.index build PADDLE_ROOT GENERAL_ROOT
+    python -m provision_lab.index build PADDLE_ROOT GENERAL_ROOT [--pad-mb P]
     python -m provision_lab.index serve --root DIR --bind ADDR --port PORT
         [--general-root DIR --general-extra DIR --general-port PORT]
         [--tls-port PORT --tls-cert FILE --tls-key FILE --tls-files-url URL]
+        [--hub-port PORT --hub-weights-mb W] [--rate-mbps R] [--access-log FILE]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import html
 import json
 import os
 import posixpath
+import random
 import re
 import shutil
 import signal
@@ -38,11 +44,13 @@ import ssl
 import sys
 import threading
 import urllib.parse
-from functools import partial
+from functools import lru_cache, partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from provision_lab import upstream
+from provision_lab.accounting import MB, AccessLog, MeteredHandlerMixin, TokenBucket, meter
+from provision_lab.hub import HubHandler
 from provision_lab.wheels import Wheel, write_wheel
 
 STANDINS = Path(__file__).resolve().parent / "standins"
@@ -53,6 +61,10 @@ DECOY_VERSION = "99.0.0"
 DECOY_TEXT = ("{project} {version} is a DECOY from the general index: {project} must come "
               "from the Paddle index only (pip install ... -i <Paddle index>)")
 _BUILD_INPUTS = ("index.py", "wheels.py", "upstream.py")
+# Only wheels a lab host (Python 3.11) can install are padded: padding the other Python tags
+# would cost disk (tens of wheels) and change no download a host makes.
+PADDED_TAGS = ("cp311-cp311-linux_x86_64", "py3-none-any")
+PAD_FILE = "_lab_pad.bin"
 
 
 # --------------------------------------------------------------------------- what to build
@@ -80,16 +92,34 @@ def _version_txt(info: dict) -> bytes:
             "CXX compiler version: provision lab stand-in (pure Python)\n").encode()
 
 
-def paddle_wheel(listed: upstream.IndexFile) -> Wheel:
+@lru_cache(maxsize=2)
+def pad_bytes(size: int) -> bytes:
+    """`size` incompressible bytes, the same on every build (the index rebuilds reproducibly)."""
+    return random.Random(f"provision-lab-pad/{size}").randbytes(size)
+
+
+def _padded(wheel: Wheel, package: str, pad_mb: float) -> Wheel:
+    """The wheel with pad_mb MB of padding inside its package (stored, not deflated), when
+    a lab host could install it; else as it is."""
+    size = int(pad_mb * MB)
+    if size <= 0 or wheel.tag not in PADDED_TAGS:
+        return wheel
+    name = f"{package}/{PAD_FILE}"
+    return Wheel(wheel.project, wheel.version, wheel.tag, {**wheel.files, name: pad_bytes(size)},
+                 wheel.requires, wheel.summary, (name,))
+
+
+def paddle_wheel(listed: upstream.IndexFile, pad_mb: float = 0) -> Wheel:
     cuda = upstream.paddle_indexes()[listed.index]["cuda"]
     info = {"version": listed.version, "cuda": cuda, "cuda_index": listed.index,
             "min_driver": upstream.min_driver(cuda),
             "commit": commit_of("paddlepaddle-gpu", listed.version)}
-    return Wheel(listed.project, listed.version, listed.tag, _standin_files("paddle", info),
-                 tuple(upstream.paddle_requires()), "provision lab stand-in for paddlepaddle-gpu")
+    wheel = Wheel(listed.project, listed.version, listed.tag, _standin_files("paddle", info),
+                  tuple(upstream.paddle_requires()), "provision lab stand-in for paddlepaddle-gpu")
+    return _padded(wheel, "paddle", pad_mb)
 
 
-def fastdeploy_wheel(listed: upstream.IndexFile) -> Wheel:
+def fastdeploy_wheel(listed: upstream.IndexFile, pad_mb: float = 0) -> Wheel:
     entry = upstream.paddle_indexes()[listed.index]
     paddle = upstream.paddle_for(listed.version)
     info = {"version": listed.version, "paddle_version": paddle,
@@ -100,9 +130,10 @@ def fastdeploy_wheel(listed: upstream.IndexFile) -> Wheel:
             "commit": commit_of("fastdeploy-gpu", listed.version)}
     files = _standin_files("fastdeploy", info)
     files["fastdeploy/version.txt"] = _version_txt(info)
-    return Wheel(listed.project, listed.version, listed.tag, files,
-                 tuple(upstream.fastdeploy_requires()),
-                 "provision lab stand-in for fastdeploy-gpu")
+    wheel = Wheel(listed.project, listed.version, listed.tag, files,
+                  tuple(upstream.fastdeploy_requires()),
+                  "provision lab stand-in for fastdeploy-gpu")
+    return _padded(wheel, "fastdeploy", pad_mb / 4)
 
 
 def dependency_wheel(spec: str) -> Wheel:
@@ -124,10 +155,10 @@ def decoy_wheel(project: str, package: str) -> Wheel:
                  summary=f"DECOY {project} on the provision lab's general index")
 
 
-def paddle_index_wheels() -> list[tuple[str, Wheel]]:
+def paddle_index_wheels(pad_mb: float = 0) -> list[tuple[str, Wheel]]:
     """(index path, wheel) for everything the Paddle index serves."""
     made = {"paddlepaddle-gpu": paddle_wheel, "fastdeploy-gpu": fastdeploy_wheel}
-    result = [(f.index, made[f.project](f)) for f in upstream.listed_files()]
+    result = [(f.index, made[f.project](f, pad_mb)) for f in upstream.listed_files()]
     deps = [dependency_wheel(spec) for spec in upstream.paddle_requires()]
     result += [(index, dep) for index in upstream.paddle_indexes() for dep in deps]
     return result
@@ -183,10 +214,11 @@ def _write_project_page(project_dir: Path, project: str) -> None:
 # --------------------------------------------------------------------------- building
 
 
-def _sources_digest() -> str:
-    """Hash of everything a build depends on: stand-ins, recorded data, the builders."""
+def _sources_digest(pad_mb: float = 0) -> str:
+    """Hash of everything a build depends on: stand-ins, recorded data, the builders, the
+    padding."""
     here = Path(__file__).resolve().parent
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"pad_mb={float(pad_mb)}".encode() if pad_mb else b"")
     inputs = [here / name for name in _BUILD_INPUTS]
     inputs += sorted(upstream.UPSTREAM_DIR.glob("*.yaml"))
     inputs += sorted(p for p in STANDINS.rglob("*.py") if "__pycache__" not in p.parts)
@@ -195,12 +227,12 @@ def _sources_digest() -> str:
     return h.hexdigest()
 
 
-def _up_to_date(dest: Path) -> bool:
+def _up_to_date(dest: Path, pad_mb: float = 0) -> bool:
     stamp = dest / STAMP
-    return stamp.exists() and stamp.read_text().strip() == _sources_digest()
+    return stamp.exists() and stamp.read_text().strip() == _sources_digest(pad_mb)
 
 
-def _swap_in(dest: Path, staging: Path, entries: list[str]) -> None:
+def _swap_in(dest: Path, staging: Path, entries: list[str], pad_mb: float = 0) -> None:
     """Replace `entries` under dest by staging's, dropping what the last build made besides.
     Other entries under dest (the lab's apt repository under apt/) are left alone."""
     manifest = dest / MANIFEST
@@ -215,20 +247,21 @@ def _swap_in(dest: Path, staging: Path, entries: list[str]) -> None:
             os.replace(staging / name, target)
     manifest.write_text(json.dumps(sorted(entries)) + "\n")
     shutil.rmtree(staging, ignore_errors=True)
-    (dest / STAMP).write_text(_sources_digest() + "\n")
+    (dest / STAMP).write_text(_sources_digest(pad_mb) + "\n")
 
 
-def build_index(dest: Path) -> None:
-    """The Paddle index tree under dest/packages/stable/; a no-op when up to date."""
+def build_index(dest: Path, pad_mb: float = 0) -> None:
+    """The Paddle index tree under dest/packages/stable/ (wheels padded by pad_mb MB); a
+    no-op when up to date."""
     dest = Path(dest)
-    if _up_to_date(dest):
+    if _up_to_date(dest, pad_mb):
         return
     dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f".build-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     base = staging.joinpath(*PADDLE_PATH)
     indexes: dict[str, set[str]] = {}
-    for index, wheel in paddle_index_wheels():
+    for index, wheel in paddle_index_wheels(pad_mb):
         write_wheel(wheel, base / index / normalize(wheel.project))
         indexes.setdefault(index, set()).add(normalize(wheel.project))
     for index, projects in indexes.items():
@@ -238,7 +271,7 @@ def build_index(dest: Path) -> None:
         (base / index / "index.html").write_text(_page(f"Simple index: {index}", links))
     links = [f'<a href="{i}/">{i}</a>' for i in sorted(indexes)]
     (base / "index.html").write_text(_page("provision lab: Paddle package indexes", links))
-    _swap_in(dest, staging, [PADDLE_PATH[0]])
+    _swap_in(dest, staging, [PADDLE_PATH[0]], pad_mb)
 
 
 def build_general(dest: Path) -> None:
@@ -257,7 +290,7 @@ def build_general(dest: Path) -> None:
 # --------------------------------------------------------------------------- serving
 
 
-class _StaticHandler(SimpleHTTPRequestHandler):
+class _StaticHandler(MeteredHandlerMixin, SimpleHTTPRequestHandler):
     """Files under the root only: no listings, no paths or links leading outside it, no logs."""
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's signature
@@ -280,7 +313,7 @@ class _StaticHandler(SimpleHTTPRequestHandler):
         return None
 
 
-class _GeneralHandler(BaseHTTPRequestHandler):
+class _GeneralHandler(MeteredHandlerMixin, BaseHTTPRequestHandler):
     """A PEP 503 index over flat directories of files, listed afresh on every request:
     /simple/, /simple/<project>/ and /files/<name>. Project pages link files as
     files_url + name: relative by default, an absolute URL where the files have their own
@@ -385,6 +418,14 @@ def make_general_server(directories: list[Path], bind: str, port: int,
     return _TLSServer((bind, port), handler, context)
 
 
+def make_hub_server(bind: str, port: int, weights_mb: float) -> ThreadingHTTPServer:
+    """A bound, not yet serving, model hub (hub.py) whose models have weights_mb MB of
+    weights."""
+    server = _server(HubHandler, bind, port)
+    server.hub_weights_mb = float(weights_mb)
+    return server
+
+
 def serve(servers: list[ThreadingHTTPServer]) -> None:
     """Serve until SIGTERM or SIGINT (then return)."""
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
@@ -406,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build", help="build the Paddle index and the general index")
     build.add_argument("paddle_root", type=Path)
     build.add_argument("general_root", type=Path)
+    build.add_argument("--pad-mb", type=float, default=0.0,
+                       help="pad paddlepaddle-gpu by this many MB, fastdeploy-gpu by a quarter")
     run = sub.add_parser("serve", help="serve built indexes over HTTP")
     run.add_argument("--root", type=Path, required=True, help="the Paddle index's root")
     run.add_argument("--bind", required=True, help="address to listen on, e.g. 10.213.7.1")
@@ -417,26 +460,37 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--tls-cert", type=Path, help="the HTTPS certificate (PEM)")
     run.add_argument("--tls-key", type=Path, help="its private key (PEM)")
     run.add_argument("--tls-files-url", help="absolute URL the HTTPS pages link files under")
+    run.add_argument("--hub-port", type=int, help="also serve the model hub")
+    run.add_argument("--hub-weights-mb", type=float, default=1.0,
+                     help="MB of weight shards per hub model")
+    run.add_argument("--rate-mbps", type=float, default=0.0,
+                     help="total MB/s for everything served, all ports together (0: unlimited)")
+    run.add_argument("--access-log", type=Path, help="append one JSON line per request here")
     args = parser.parse_args(argv)
     if args.command == "build":
-        build_index(args.paddle_root)
+        build_index(args.paddle_root, args.pad_mb)
         build_general(args.general_root)
         print(args.paddle_root, args.general_root)
         return 0
     if not args.root.is_dir():
         parser.error(f"--root {args.root}: no such directory; run `build` first")
-    servers = [make_index_server(args.root, args.bind, args.port)]
+    servers = {"paddle": make_index_server(args.root, args.bind, args.port)}
     if args.general_root:
         directories = [args.general_root / "files"] + (
             [args.general_extra] if args.general_extra else [])
-        servers.append(make_general_server(directories, args.bind, args.general_port))
+        servers["general"] = make_general_server(directories, args.bind, args.general_port)
         if args.tls_port:
             if not (args.tls_cert and args.tls_key):
                 parser.error("--tls-port needs --tls-cert and --tls-key")
-            servers.append(make_general_server(directories, args.bind, args.tls_port,
-                                               (args.tls_cert, args.tls_key),
-                                               args.tls_files_url))
-    serve(servers)
+            servers["pypi"] = make_general_server(directories, args.bind, args.tls_port,
+                                                  (args.tls_cert, args.tls_key),
+                                                  args.tls_files_url)
+    if args.hub_port:
+        servers["hub"] = make_hub_server(args.bind, args.hub_port, args.hub_weights_mb)
+    log, bucket = AccessLog(args.access_log), TokenBucket(args.rate_mbps * MB)
+    for kind, server in servers.items():
+        meter(server, kind, log, bucket)
+    serve(list(servers.values()))
     return 0
 
 

@@ -20,7 +20,16 @@ from pathlib import Path
 import yaml
 
 import provision_lab
-from provision_lab import general_wheels, machine, network, paths, rootfs, tls
+from provision_lab import (
+    accounting,
+    far_upstream,
+    general_wheels,
+    machine,
+    network,
+    paths,
+    rootfs,
+    tls,
+)
 from provision_lab.answers import lab_answers
 from provision_lab.machine import LabHost
 from provision_lab.profiles import get_profile, install_profile
@@ -29,6 +38,8 @@ from provision_lab.system import LabError, ensure_packages, require_root, run
 # Lab hosts carry a small stand-in for the default model's weights in FastDeploy's download
 # cache (the real ones are ~60 GB): the server finds them as it would after a first
 # download, and pre-flight's disk check (tested without the lab) does not need 60 GB here.
+# Hosts booted with seed_weights=False have none: their server downloads the weights from
+# the lab's model hub at first start (hub.py, the stand-in's _lab_download.py).
 # The models the lab's tests deploy (the default, and the thinking models of C6/C7), so a
 # host's free disk on this machine does not decide pre-flight (VL-28B needs about 60 GB).
 SEEDED_MODELS = tuple(f"var/lib/fastdeploy/models/PaddlePaddle/ERNIE-4.5-{name}" for name in (
@@ -93,27 +104,34 @@ class Lab:
         data = json.loads(paths.STATE_FILE.read_text()) if paths.STATE_FILE.exists() else {}
         self.hosts: dict[str, LabHost] = machine.load_hosts(data)
         self.index_pid: int | None = data.get("index_pid")
+        self.upstream: far_upstream.UpstreamSetting = far_upstream.load()
         self._rootfs: rootfs.Rootfs | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def up(self, count: int = 1, profiles: list[str] | None = None,
-           bare: bool = False, pip_mirror: bool = True) -> list[LabHost]:
+           bare: bool = False, pip_mirror: bool = True,
+           seed_weights: bool = True) -> list[LabHost]:
         """A fresh lab of `count` hosts gpu1..gpuN, profiles assigned in turn."""
         profiles = profiles or ["a100"]
         self.down()
         return self.add_hosts([(profiles[i % len(profiles)], bare) for i in range(count)],
-                              pip_mirror=pip_mirror)
+                              pip_mirror=pip_mirror, seed_weights=seed_weights)
 
-    def add_host(self, profile: str, bare: bool = False, pip_mirror: bool = True) -> LabHost:
-        return self.add_hosts([(profile, bare)], pip_mirror=pip_mirror)[0]
+    def add_host(self, profile: str, bare: bool = False, pip_mirror: bool = True,
+                 seed_weights: bool = True) -> LabHost:
+        return self.add_hosts([(profile, bare)], pip_mirror=pip_mirror,
+                              seed_weights=seed_weights)[0]
 
-    def add_hosts(self, specs: list, pip_mirror: bool = True) -> list[LabHost]:
+    def add_hosts(self, specs: list, pip_mirror: bool = True,
+                  seed_weights: bool = True) -> list[LabHost]:
         """Boot several hosts at once; a spec is a profile name or (profile, bare).
 
         pip_mirror=False boots them without /etc/pip.conf, so pip uses its default index,
         https://pypi.org/simple/: the lab's general index over HTTPS (PUBLIC_INDEX_HOSTS and
         the lab CA in the host's trust store), as a host with the internet reaches PyPI.
+        seed_weights=False boots them without the stand-in weights (SEEDED_MODELS): their
+        server's first start downloads them from the lab's model hub.
         """
         pairs = [(s, False) if isinstance(s, str) else (s[0], bool(s[1])) for s in specs]
         for profile, _ in pairs:
@@ -123,7 +141,7 @@ class Lab:
         for profile, bare in pairs:
             number = self._next_number()
             host = LabHost(f"gpu{number}", number, paths.host_address(number), profile, bare,
-                           pip_mirror=pip_mirror)
+                           pip_mirror=pip_mirror, seed_weights=seed_weights)
             self.hosts[host.name] = host
             machine.prepare(host, self._rootfs.variant(bare), self._customizer(host))
             self._write_known_hosts()
@@ -159,6 +177,41 @@ class Lab:
 
     def status(self) -> list[LabHost]:
         return [h for h in self.hosts.values() if h.pid and machine._is_ours(h.pid, h)]
+
+    # ------------------------------------------------------------------ a far upstream
+
+    def set_upstream(self, pad_mb: float = 0, weights_mb: float = 1,
+                     rate_mbps: float = 0.0) -> far_upstream.UpstreamSetting:
+        """Make the lab's upstream large and far: paddlepaddle-gpu wheels padded to pad_mb MB
+        (fastdeploy-gpu to a quarter), weights_mb MB of weights per hub model, everything the
+        index server sends limited to rate_mbps MB/s in total (0: unlimited). The defaults
+        are today's lab. Rebuilds the Paddle index only when the padding changed (cached by
+        its value), restarts a running index server with the new setting, writes the hub file
+        on the running hosts, and keeps the setting for later `Lab()`s."""
+        setting = far_upstream.checked(pad_mb, weights_mb, rate_mbps)
+        hold_lab_lock()
+        from provision_lab.index import build_index
+
+        build_index(paths.INDEX_ROOT, setting.pad_mb)
+        far_upstream.save(setting)
+        self.upstream = setting
+        if self._index_alive():
+            self._stop_index()
+            self._start_index()
+        for host in self.status():
+            _write_hub_file(host.root)
+        return setting
+
+    def index_mark(self) -> int:
+        """A position in the index server's access log: pass it to index_bytes as `since`."""
+        return accounting.mark(paths.ACCESS_LOG)
+
+    def index_bytes(self, since: int | None = None) -> dict:
+        """Response body bytes the index server sent since the mark (None: ever):
+        {"paddle": n, "general": n, "pypi": n, "hub": n, "total": n, "by_client": {addr: n}}.
+        A request is logged when its response ends (a test reading right after its own
+        client finished may poll briefly)."""
+        return accounting.totals(paths.ACCESS_LOG, since)
 
     # ------------------------------------------------------------------ tests' knobs
 
@@ -251,7 +304,7 @@ class Lab:
     def _publish_index(self) -> None:
         from provision_lab.index import build_general, build_index
 
-        build_index(paths.INDEX_ROOT)
+        build_index(paths.INDEX_ROOT, self.upstream.pad_mb)
         build_general(paths.GENERAL_ROOT)
         paths.GENERAL_WHEELS.mkdir(parents=True, exist_ok=True)
         try:  # real wheels (Gradio) for the general index; hosts cannot reach PyPI
@@ -272,11 +325,12 @@ class Lab:
             etc = root / "etc/provision-lab"
             etc.mkdir(parents=True, exist_ok=True)
             (etc / "answers.json").write_text(json.dumps(lab_answers()))
+            _write_hub_file(root)
             if host.pip_mirror:
                 (root / "etc/pip.conf").write_text(PIP_CONF)
             else:
                 _reach_public_index(root)
-            for model in SEEDED_MODELS:
+            for model in SEEDED_MODELS if host.seed_weights else ():
                 seeded = root / model
                 seeded.mkdir(parents=True, exist_ok=True)
                 (seeded / "config.json").write_text('{"architectures": ["stand-in"]}\n')
@@ -316,7 +370,9 @@ class Lab:
              "--general-root", str(paths.GENERAL_ROOT), "--general-extra",
              str(paths.GENERAL_WHEELS), "--general-port", str(paths.GENERAL_INDEX_PORT),
              "--tls-port", str(paths.PYPI_PORT), "--tls-cert", str(tls_files.cert),
-             "--tls-key", str(tls_files.key), "--tls-files-url", paths.PYPI_FILES_URL],
+             "--tls-key", str(tls_files.key), "--tls-files-url", paths.PYPI_FILES_URL,
+             "--hub-port", str(paths.HUB_PORT), "--hub-weights-mb", str(self.upstream.weights_mb),
+             "--rate-mbps", str(self.upstream.rate_mbps), "--access-log", str(paths.ACCESS_LOG)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
         log.close()
         self.index_pid = proc.pid
@@ -325,7 +381,8 @@ class Lab:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                for port in (paths.INDEX_PORT, paths.GENERAL_INDEX_PORT, paths.PYPI_PORT):
+                for port in (paths.INDEX_PORT, paths.GENERAL_INDEX_PORT, paths.PYPI_PORT,
+                             paths.HUB_PORT):
                     socket.create_connection((paths.GATEWAY, port), timeout=1).close()
                 return
             except OSError:
@@ -334,7 +391,7 @@ class Lab:
                 time.sleep(0.1)
         raise LabError(f"the stand-in indexes did not start on {paths.INDEX_URL}, "
                        f"{paths.GENERAL_INDEX_URL} and https://{paths.GATEWAY}:"
-                       f"{paths.PYPI_PORT}/simple/; see "
+                       f"{paths.PYPI_PORT}/simple/ and the hub {paths.HUB_URL}; see "
                        f"{paths.STATE_DIR / 'index-server.log'}")
 
     def _stop_index(self) -> None:
@@ -353,6 +410,13 @@ class Lab:
 
     def _save(self) -> None:
         machine.dump_state(self.hosts, self.index_pid)
+
+
+def _write_hub_file(root: Path) -> None:
+    """Where the host's stand-in server finds the model hub (the lab's file, not the tool's)."""
+    hub = root / paths.HOST_HUB_FILE
+    hub.parent.mkdir(parents=True, exist_ok=True)
+    hub.write_text(paths.HUB_URL + "\n")
 
 
 def _reach_public_index(root: Path) -> None:

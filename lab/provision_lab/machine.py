@@ -30,6 +30,7 @@ class LabHost:
     bare: bool = False
     pid: int | None = None
     pip_mirror: bool = True  # /etc/pip.conf points pip at the lab's general index
+    seed_weights: bool = True  # SEEDED_MODELS in the download cache; else fetched at first start
 
     @property
     def dir(self) -> Path:

@@ -31,6 +31,10 @@ KNOWN_HOSTS = STATE_DIR / "known_hosts"
 INVENTORY = STATE_DIR / "inventory.yml"
 INDEX_PID = STATE_DIR / "index-server.pid"
 TLS_DIR = STATE_DIR / "tls"  # the lab's CA and the certificate of its pypi.org stand-in
+# What the index server sent (one JSON line per request; append-only, kept across `down`)
+# and the upstream knobs (padding, weights, rate; kept across `down`, set_upstream changes).
+ACCESS_LOG = STATE_DIR / "index-access.jsonl"
+UPSTREAM_FILE = STATE_DIR / "upstream.json"
 
 # Hosts sit on one bridge, in a /24 that only the lab uses: 10.213.7.1 is this machine's
 # side (where the stand-in index listens), hosts are .11, .12, ... No default route and no
@@ -50,6 +54,11 @@ GENERAL_INDEX_URL = f"http://{GATEWAY}:{GENERAL_INDEX_PORT}/simple/"
 PYPI_PORT = 443
 PYPI_INDEX_URL = "https://pypi.org/simple/"
 PYPI_FILES_URL = "https://files.pythonhosted.org/files/"
+# The model hub (a stand-in for AIStudio / Hugging Face), served by the same index server;
+# hosts find it in HOST_HUB_FILE (the stand-in server reads it, never the tool).
+HUB_PORT = 8702
+HUB_URL = f"http://{GATEWAY}:{HUB_PORT}/"
+HOST_HUB_FILE = "etc/provision-lab/hub-url"
 CA_NAME = f"provision lab{LAB_ID} CA"
 HOST_CA_FILE = "usr/local/share/ca-certificates/provision-lab-ca.crt"  # on a host
 NETNS_PREFIX = f"provlab{LAB_ID}-"

@@ -28,6 +28,7 @@ class Wheel:
     files: dict[str, bytes] = field(hash=False)
     requires: tuple[str, ...] = ()
     summary: str = "provision lab stand-in"
+    stored: tuple[str, ...] = ()  # files kept uncompressed in the zip (incompressible padding)
 
     @property
     def filename(self) -> str:
@@ -58,6 +59,7 @@ def write_wheel(wheel: Wheel, dest_dir: Path) -> Path:
         for name, data in files.items():
             entry = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             entry.external_attr = 0o644 << 16
-            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.compress_type = (zipfile.ZIP_STORED if name in wheel.stored
+                                   else zipfile.ZIP_DEFLATED)
             zf.writestr(entry, data)
     return path

@@ -148,7 +148,8 @@ def test_stand_in_server_refuses_a_wrong_sm_and_serves_on_a_right_one(pair) -> N
     for host in pair:
         _install_server(host)
     refused = t4.ssh("cd /root && /root/v/bin/python -m fastdeploy.entrypoints.openai.api_server"
-                     " --model m --port 8180 --metrics-port 8181 --engine-worker-queue-port 8182"
+                     " --model baidu/ERNIE-4.5-0.3B-Paddle --port 8180 --metrics-port 8181"
+                     " --engine-worker-queue-port 8182"
                      " --cache-queue-port 8183", timeout=60)
     assert refused.returncode != 0
     assert "no kernel image is available" in refused.stdout + refused.stderr \

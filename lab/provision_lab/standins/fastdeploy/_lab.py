@@ -12,7 +12,9 @@ Knobs, read at every start so the lab can change them between restarts:
   $PROVISION_LAB_BROKEN_VERSIONS (comma-separated);
 - canned answers: $PROVISION_LAB_ANSWERS (a JSON file), else <etc>/answers.json, mapping a
   lowercase substring of the last user message to the answer text (or to
-  {"text": ..., "delay_s": N} to make that answer slow).
+  {"text": ..., "delay_s": N} to make that answer slow);
+- the model hub weights are downloaded from when absent: $PROVISION_LAB_HUB_URL, else
+  <etc>/hub-url (the lab writes it); neither: the old stand-in "download" (a config.json).
 <etc> is $PROVISION_LAB_ETC, default /etc/provision-lab.
 """
 
@@ -71,6 +73,13 @@ def load_seconds() -> float:
         if raw is not None and raw.strip():
             return max(0.0, float(raw.strip()))
     return DEFAULT_LOAD_SECONDS
+
+
+def hub_url() -> str | None:
+    for raw in (os.environ.get("PROVISION_LAB_HUB_URL"), _read("hub-url")):
+        if raw is not None and raw.strip():
+            return raw.strip().rstrip("/") + "/"
+    return None
 
 
 def broken_versions() -> set:

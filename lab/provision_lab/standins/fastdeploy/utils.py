@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 
-from fastdeploy import _lab
+from fastdeploy import _lab, _lab_download
 
 _FORMAT = "%(levelname)-8s %(asctime)s %(process)-5s %(filename)s[line:%(lineno)d] %(message)s"
 
@@ -65,13 +65,14 @@ def get_host_ip() -> str:
 
 
 def retrive_model_from_server(model_name_or_path: str, revision: str = "master") -> str:
-    """An existing path is used as is; otherwise "download" into upstream's cache layout.
+    """An existing path is used as is; otherwise download into upstream's cache layout.
 
     From 2.1: ${FD_MODEL_CACHE:-$HOME}/PaddlePaddle/<name> (AISTUDIO, MODELSCOPE) or
     .../baidu/<name> (HUGGINGFACE, by FD_MODEL_SOURCE). 2.0.x has no FD_MODEL_SOURCE and puts
     the weights into the cache directory itself (no <org>/<name>). With neither variable set
-    the path starts with "None", as upstream's does. No network: the lab writes a small
-    config.json where the weights would go.
+    the path starts with "None", as upstream's does. A cache holding config.json is complete.
+    Otherwise the weights come from the lab's model hub (_lab.hub_url(), _lab_download.py),
+    before any port opens; with no hub configured, a small config.json is written instead.
     """
     if os.path.exists(model_name_or_path):
         return model_name_or_path
@@ -86,12 +87,21 @@ def retrive_model_from_server(model_name_or_path: str, revision: str = "master")
         name = "PaddlePaddle/" + name[len("baidu/"):]
     base = os.environ.get("FD_MODEL_CACHE") or str(os.environ.get("HOME"))
     local = os.path.join(base, name) if _lab.has("model_cache_org_dir") else base
-    if not os.path.exists(os.path.join(local, "config.json")):
-        console_logger().info(f"Downloading model {model_name_or_path} ({revision}) to {local}")
+    if os.path.exists(os.path.join(local, "config.json")):
+        return local
+    console_logger().info(f"Downloading model {model_name_or_path} ({revision}) to {local}")
+    hub = _lab.hub_url()
+    if hub is None:
         os.makedirs(local, exist_ok=True)
         with open(os.path.join(local, "config.json"), "w") as f:
             f.write('{"architectures": ["Ernie4_5_VLMoeForConditionalGeneration"], '
                     '"provision_lab_stand_in": true}\n')
+        return local
+    try:
+        _lab_download.download(hub, name, local, console_logger().info)
+    except _lab_download.NotOnHub:
+        raise Exception(f"The {revision} of {model_name_or_path} is not exist. Please check "
+                        "the model name or revision.") from None
     return local
 
 
