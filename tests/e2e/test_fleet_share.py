@@ -1,10 +1,12 @@
 """Issue 12, goal 3 on lab hosts: a cold `up` of several hosts fetches each release from the
-package index once; the other hosts copy the built release from the host that built it, and
-when a copy fails they build from the index as they would have alone."""
+package index once and the weights from the hub once; the other hosts copy them from the host
+that fetched them, and when a copy fails they fetch as they would have alone. The lab's
+index server counts what it sent to whom (its access log), so the bytes are the proof."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +23,17 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("home")
 
 
+PAD_MB, WEIGHTS_MB = 8, 24  # big enough to tell one fetch from three, small enough to be quick
+
+
 @pytest.fixture(scope="module")
 def hosts(lab) -> Iterator[list]:
-    booted = lab.add_hosts(["a100", "a100", "a100"])
+    lab.set_upstream(pad_mb=PAD_MB, weights_mb=WEIGHTS_MB)
+    booted = lab.add_hosts(["a100", "a100", "a100"], seed_weights=False)
     yield booted
     for host in booted:
         lab.remove_host(host.name)
+    lab.set_upstream()
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +59,29 @@ def _freeze(host) -> str:
     return done.stdout
 
 
-def test_a_cold_fleet_builds_each_release_once_and_copies_it(home, inventory, hosts) -> None:
+def _sent(lab, mark: int) -> dict:
+    """What the index server sent since the mark (it logs a request as its response ends)."""
+    time.sleep(1)
+    return lab.index_bytes(mark)
+
+
+def test_a_cold_fleet_fetches_once_and_copies(lab, home, inventory, hosts) -> None:
+    mark = lab.index_mark()
     code, results = _up(home, inventory, hosts)
     assert code == 0, json.dumps(results, indent=1)[-3000:]
+    sent = _sent(lab, mark)
     reasons = {name: _release_reason(r) for name, r in results.items()}
     built = [name for name, why in reasons.items() if why.startswith("build ")]
     copied = [name for name, why in reasons.items() if why.startswith("copied ")]
     assert len(built) == 1 and len(copied) == len(hosts) - 1, reasons
     assert all(f"from {built[0]}" in reasons[name] for name in copied), reasons
+    # one padded paddlepaddle-gpu (+ a quarter for fastdeploy-gpu) left the index, not three;
+    # the weights left the hub once: the other two servers found a verified copy in place
+    assert PAD_MB * 1e6 < sent["paddle"] < 2 * PAD_MB * 1e6, sent
+    assert WEIGHTS_MB * 1e6 <= sent["hub"] < 1.5 * WEIGHTS_MB * 1e6, sent
+    weights = {name: next((s["reason"] for s in r["steps"] if s["name"] == "weights"), "")
+               for name, r in results.items()}
+    assert sum(why.startswith("copied ") for why in weights.values()) == len(hosts) - 1, weights
     # the copies are the built release: the same distributions, each checked on its own host
     freezes = {h.name: _freeze(h) for h in hosts}
     assert len(set(freezes.values())) == 1, freezes
