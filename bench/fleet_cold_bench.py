@@ -34,6 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BYTES_GOAL, TIME_GOAL = 1.2, 1.5
+# The hub serves --weights-mb for any model; a small one in the catalogue keeps pre-flight's
+# disk check (the catalogue's weights size) from refusing hosts on this machine's disk.
+MODEL = "baidu/ERNIE-4.5-0.3B-Paddle"
 
 
 def cold_up(lab, count: int, *extra: str) -> dict:
@@ -44,7 +47,8 @@ def cold_up(lab, count: int, *extra: str) -> dict:
     mark = lab.index_mark()
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "provision.cli", "up", "-i", inventory,
-                           "--limit", names, *extra], cwd=ROOT, capture_output=True, text=True,
+                           "--limit", names, "-e", f"model={MODEL}", *extra], cwd=ROOT,
+                          capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     seconds = time.monotonic() - start
     if done.returncode != 0:

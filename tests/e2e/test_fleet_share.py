@@ -41,9 +41,14 @@ def inventory(lab, hosts) -> str:
     return str(lab.inventory())
 
 
+# A small model: hosts without seeded weights must have the catalogue's weights size free for
+# pre-flight, and the default model's 60 GB would refuse them on a machine with less free disk.
+MODEL = "baidu/ERNIE-4.5-0.3B-Paddle"
+
+
 def _up(home: Path, inventory: str, hosts) -> tuple[int, dict]:
     done = provision(home, "up", "-i", inventory, "--limit", ":".join(h.name for h in hosts),
-                     "--json")
+                     "--json", "-e", f"model={MODEL}")
     try:
         return done.returncode, {r["host"]: r for r in json.loads(done.stdout)["hosts"]}
     except ValueError:
