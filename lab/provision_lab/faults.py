@@ -85,9 +85,11 @@ def shrink_disk(host: LabHost, path: str, mib: int) -> None:
 
 
 def restore_disk(host: LabHost, path: str) -> None:
-    """Undo shrink_disk (and only it: a path with no lab tmpfs on it is left alone)."""
-    host.ssh(f"if findmnt -n -S {DISK_SOURCE} {_quote(path)} >/dev/null; then "
-             f"umount {_quote(path)}; fi", check=True)
+    """Undo shrink_disk, every one stacked at `path` (and only those: a path with no lab
+    tmpfs on top is left alone); fails when one is still there afterwards."""
+    top = f"$(findmnt -n -o SOURCE -M {_quote(path)} | tail -n 1)"
+    host.ssh(f'while [ "{top}" = {DISK_SOURCE} ]; do umount {_quote(path)} || exit 1; done',
+             check=True)
 
 
 def kill_host(host: LabHost) -> None:
