@@ -23,12 +23,17 @@ lint: setup
 
 # Test files run in parallel, each worker with a lab of its own (tests/conftest.py); the
 # hosts mostly wait (boots, pip, health), so more workers than the 2 CPUs still pay off.
-# Longest suites first, so the last file to start is a short one.
+# A file is one unit of work (tests/conftest.py groups it), taken in the order given here:
+# the longest first, so the last to start is a short one.
 TEST_WORKERS ?= 4
+SLOW_FIRST := tests/faults/test_faults.py tests/e2e/test_fleet.py tests/e2e/test_releases.py \
+	tests/e2e/test_fleet_share.py tests/e2e/test_play_examples.py tests/faults/test_hostile.py \
+	tests/e2e/test_webui.py tests/lab/test_lab_vms.py tests/e2e/test_inventory_lab.py \
+	tests/e2e/test_progress.py tests/e2e/test_up.py tests/e2e/test_chat.py
 
 test: setup lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 \
-	  tests/faults tests/e2e tests/lab tests/unit
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	  --durations=25 $(SLOW_FIRST) tests/faults tests/e2e tests/lab tests/unit
 
 unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -24,6 +24,19 @@ if _WORKER.startswith("gw"):
     os.environ["PROVISION_LAB_ID"] = str(_LAB)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, a test file is one unit of work (its module fixtures boot
+    and converge hosts once), unless the module names an XDIST_SPLIT(item) -> str: then each
+    of its parts is a unit of its own, so a long file runs on several workers at once (each
+    part sets its module fixtures up again)."""
+    for item in items:
+        group = item.nodeid.split("::", 1)[0]
+        split = getattr(getattr(item, "module", None), "XDIST_SPLIT", None)
+        if split is not None:
+            group += "#" + split(item)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[object]:
     from provision_lab.lab import Lab

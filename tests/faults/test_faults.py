@@ -42,6 +42,11 @@ PHASES = {  # phase -> the progress text that says the run is in it (health: 2 s
     "health": "| restart | changed",  # the broken server crashes within ~15 s: act early
 }
 FAULTS = ("sigint", "sigterm", "kill", "link")
+
+
+def XDIST_SPLIT(item) -> str:  # noqa: N802 (tests/conftest.py's hook reads this name)
+    """The suite's longest file: interruptions and lost hosts run on two workers at once."""
+    return "lost" if item.callspec.params["fault"] in ("kill", "link") else "interrupted"
 HOSTS_TEXT = b"127.0.0.1 localhost\r\n10.9.9.9 caf\xe9 # Latin-1, CRLF\n"
 
 
