@@ -143,14 +143,36 @@ class Lab:
             host = LabHost(f"gpu{number}", number, paths.host_address(number), profile, bare,
                            pip_mirror=pip_mirror, seed_weights=seed_weights)
             self.hosts[host.name] = host
-            machine.prepare(host, self._rootfs.variant(bare), self._customizer(host))
-            self._write_known_hosts()
-            machine.start(host)
-            self._save()
+            self._boot(host)
             new.append(host)
         with ThreadPoolExecutor(max_workers=max(1, len(new))) as pool:
-            list(pool.map(machine.wait_ready, new))
+            stopped = [h for h, ok in zip(new, pool.map(self._ready, new), strict=True) if not ok]
+        for host in stopped:  # seen on loaded machines: nspawn gone at once, nothing said
+            print(f"lab: {host.name} stopped at once while booting; booting it again",
+                  file=sys.stderr)
+            machine.stop(host)
+            self._boot(host)
+            machine.wait_ready(host)
         return new
+
+    def _boot(self, host: LabHost) -> None:
+        machine.prepare(host, self._rootfs.variant(host.bare), self._customizer(host))
+        self._write_known_hosts()
+        machine.start(host)
+        self._save()
+
+    @staticmethod
+    def _ready(host: LabHost) -> bool:
+        """Booted; False when the container stopped within its first seconds (a second
+        boot is tried once); any other failure raises."""
+        started = time.monotonic()
+        try:
+            machine.wait_ready(host)
+        except LabError as exc:
+            if "stopped while booting" in str(exc) and time.monotonic() - started < 20:
+                return False
+            raise
+        return True
 
     def remove_host(self, name: str) -> None:
         host = self.hosts.pop(name)

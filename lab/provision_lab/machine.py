@@ -104,7 +104,7 @@ def start(host: LabHost) -> None:
     ns = network.add_host_network(host.name, host.address)
     console = open(host.dir / "console.log", "wb")  # noqa: SIM115 (handed to the child)
     proc = subprocess.Popen(
-        ["systemd-nspawn", "-q", "-b", "-D", str(host.root), "--register=no", "--keep-unit",
+        ["systemd-nspawn", "-b", "-D", str(host.root), "--register=no", "--keep-unit",
          f"--network-namespace-path=/run/netns/{ns}", "-M", host.name],
         stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
         start_new_session=True)
