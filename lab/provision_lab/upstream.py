@@ -1,7 +1,8 @@
 """The lab's recorded upstream facts (upstream/*.yaml), resolved per index and per release.
 
 This is the only place the lab learns what the real Paddle indexes list and how each
-FastDeploy release behaves. It reads the lab's own files, never the tool's (provision/data/):
+FastDeploy release behaves. It reads the lab's own files (UPSTREAM_DIR), never the tool's
+data files:
 a wrong fact in the tool must meet a lab that disagrees with it.
 """
 
