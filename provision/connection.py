@@ -50,16 +50,30 @@ SYSTEM_KNOWN_HOSTS = "~/.ssh/known_hosts"
 KEEPALIVE_S = 10.0  # like ssh's ServerAliveInterval
 KEEPALIVE_MISSES = 3  # like ServerAliveCountMax: dead after 30 s without an answer
 HOST_KILL_GRACE_S = 5  # the host's own timeout fires this long after ours
+EOF_GRACE_S = 2.0  # after the exit status, how long output still held open is waited for
 PGID_MARK = "provision-pgid:"
 BEAT = b"\x1e"  # the watcher's heartbeat on stderr, removed from what the caller sees
-# Runs the script ($1) under timeout ($2 s): its own process group, killed there when due.
-# A watcher writes a heartbeat byte to stderr every second: once this side is gone (the client
-# died, the connection was torn down) the write fails and the watcher kills the group, so
-# nothing the tool started outlives it on the host by much.
-_WRAP = ('echo "provision-pgid: $$" >&2\n'
-         "( trap '' PIPE; while sleep 1 && kill -0 $$ 2>/dev/null; do "
-         "printf '\\036' >&2 || { kill -TERM -$$; exit 0; }; done ) </dev/null &\n"
-         'exec timeout -k 5 "$2" /bin/sh -c "$1"')
+# Runs the script ($1) under timeout ($2 s): its own process group (timeout makes itself the
+# leader), killed there when due; the group's id is announced by its first process as the
+# first stderr line. A watcher writes a heartbeat byte to stderr every second: once this side
+# is gone (the client died, the connection was torn down) the write fails and the watcher
+# kills the group, so nothing the tool started outlives it on the host by much. timeout runs
+# as a child, not exec'd, so that the watcher is killed the moment the command ends: sshd
+# sends a channel's EOF only once every holder of its stdout and stderr has closed them, so a
+# watcher left sleeping would hold each command's end back by up to a second. (A background
+# job gets /dev/null as stdin unless told otherwise: fd 3 carries the channel's stdin over.)
+_WRAP = ('exec 3<&0\n'
+         'timeout -k 5 "$2" /bin/sh -c \'echo "provision-pgid: $PPID" >&2; exec /bin/sh -c "$1"\' '
+         'sh "$1" 0<&3 3<&- &\n'
+         't=$!\n'
+         'exec 3<&-\n'
+         "( trap '' PIPE; while sleep 1 2>/dev/null && kill -0 $t 2>/dev/null; do "
+         "printf '\\036' >&2 || { kill -TERM -$t; exit 0; }; done ) </dev/null >/dev/null &\n"
+         'w=$!\n'
+         'wait $t\n'
+         'rc=$?\n'
+         'kill $w 2>/dev/null\n'
+         'exit $rc')
 # Stops process group $1 (negative: dash's kill takes no "--"): TERM, 2 s, then KILL.
 _KILL = ('kill -TERM "$1" 2>/dev/null || exit 0\n'
          'for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$1" 2>/dev/null || exit 0; sleep 0.2; done\n'
@@ -506,9 +520,16 @@ class Remote:
                  progress: Callable[[str], None] | None = None) -> tuple[bytes, bytes]:
         out, err = bytearray(), bytearray()
         fed = 0  # where the first stdout line not yet given to `progress` starts
+        status_at: float | None = None  # when the exit status came without the EOF
         while True:
-            # The exit status comes after all output: seen first, a drain then gets it all.
-            ended = chan.exit_status_ready() or chan.closed
+            # sshd may send the exit status before the last of the output (OpenSSH's
+            # session_exit_message: "there could be some more data waiting in the pipe"),
+            # but EOF only after it: the end is EOF (or close), drained. Something the
+            # script left running that holds its output open gets EOF_GRACE_S.
+            ended = chan.eof_received or chan.closed
+            if not ended and chan.exit_status_ready():
+                status_at = status_at or time.monotonic()
+                ended = time.monotonic() - status_at > EOF_GRACE_S
             while chan.recv_ready():
                 out += chan.recv(65536)
             if progress is not None:
@@ -519,7 +540,8 @@ class Remote:
                 found = _read_pgid(bytes(err))
                 if found is not None:
                     pgid.append(found)
-            if ended and not chan.recv_ready() and not chan.recv_stderr_ready():
+            drained = not chan.recv_ready() and not chan.recv_stderr_ready()
+            if ended and drained and (chan.exit_status_ready() or chan.closed):
                 return bytes(out), bytes(err)
             if cancel is not None and cancel.is_set() and (pgid or time.monotonic() > deadline):
                 raise RemoteCancelled(f"{self.spec.name}: interrupted; the running command "
@@ -535,7 +557,10 @@ class Remote:
                     f"{which} and was stopped on the host; the last output was: "
                     f"{last.decode(errors='replace')}"
                 )
-            select.select([chan], [], [], min(left, 0.5))
+            if ended and drained:  # the output is complete: only the exit status is due
+                chan.status_event.wait(min(left, 0.5))
+            else:
+                select.select([chan], [], [], min(left, 0.5))
 
     # ------------------------------------------------------------------ forwarding
 
@@ -595,8 +620,9 @@ def _ping(transport: paramiko.Transport, answered: threading.Event) -> None:
 
 
 def _read_pgid(err: bytes) -> int | None:
-    """The process group the wrapper announced on its first stderr line."""
-    first, nl, _ = err.partition(b"\n")
+    """The process group the wrapper announced on its first stderr line (a heartbeat may
+    come before it on a host too slow to start the command within a second)."""
+    first, nl, _ = err.lstrip(BEAT).partition(b"\n")
     if nl and first.startswith(PGID_MARK.encode()):
         value = first[len(PGID_MARK):].strip()
         return int(value) if value.isdigit() else None
@@ -605,9 +631,10 @@ def _read_pgid(err: bytes) -> int | None:
 
 def _without_pgid(err: bytes) -> bytes:
     """stderr without the wrapper's announcement line and heartbeats."""
+    err = err.replace(BEAT, b"")
     if err.startswith(PGID_MARK.encode()):
         err = err.partition(b"\n")[2]
-    return err.replace(BEAT, b"")
+    return err
 
 
 class Tunnel:

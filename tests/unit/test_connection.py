@@ -383,3 +383,28 @@ def test_host_side_timeout_kills_even_when_nobody_asks(sshd: Sshd, tmp_path: Pat
         assert proc.wait(timeout=30) == 124
     assert err.read_text().startswith("provision-pgid: ")
     assert _gone(int(pidfile.read_text()))
+
+
+def test_output_is_whole_and_stdin_reaches_the_script(sshd: Sshd, tmp_path: Path) -> None:
+    """The end of a command is its EOF, not its exit status (sshd may send that before the
+    last output): megabytes written right before exiting all arrive; the wrapper hands the
+    channel's stdin to the script though it runs as a background job."""
+    with Remote(_spec(sshd), _settings(tmp_path, sshd.known_hosts_line())) as remote:
+        got = remote.run("head -c 3000000 /dev/zero | tr '\\0' a; echo end >&2; exit 3",
+                         timeout=30)
+        assert (got.rc, len(got.stdout), got.stdout.strip("a"), got.stderr) == (
+            3, 3000000, "", "end\n")
+        assert remote.run("cat; echo", timeout=10, stdin=b"from stdin").stdout == "from stdin\n"
+
+
+def test_output_left_open_by_a_background_process_ends_the_command_anyway(
+        sshd: Sshd, tmp_path: Path) -> None:
+    """A script that leaves something running with its stdout open (no EOF until it exits)
+    still ends with its exit status, EOF_GRACE_S later, not when that process ends."""
+    from provision.connection import EOF_GRACE_S
+
+    with Remote(_spec(sshd), _settings(tmp_path, sshd.known_hosts_line())) as remote:
+        got = remote.run(f"sleep 60 & echo $! > {tmp_path / 'pid'}; echo started", timeout=30)
+        assert (got.rc, got.stdout) == (0, "started\n")
+        assert got.seconds < 60 - EOF_GRACE_S
+    os.kill(int((tmp_path / "pid").read_text()), 9)
