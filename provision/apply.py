@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from provision import hostlock, pipfail, shell
 from provision.acceptance import run_acceptance
-from provision.connection import Remote, RemoteCancelled, RemoteTimeout, Tunnel
+from provision.connection import Remote, RemoteCancelled, RemoteTimeout, Result, Tunnel
 from provision.facts import gather_command, model_paths, parse_facts
 from provision.fleet_copy import FleetCopy
 from provision.guard import (
@@ -179,6 +179,7 @@ class HostRun:
         self.fleet = (FleetCopy(self) if options.share is not None and not options.check
                       and spec.connection != "local" else None)
         self.facts: Facts | None = None  # for the health wait's download size
+        self.locked = False  # the host lock is held (for the life of the connection)
         reporter.add_secret(settings.api_key)
         reporter.add_secret(settings.web_password)
 
@@ -236,10 +237,13 @@ class HostRun:
         return f"{error}. The host WAS changed (nothing that served was replaced yet)"
 
     def gather(self) -> Facts:
+        """The facts trip. Outside check mode it runs under the host lock, taken in the same
+        exec (hostlock.take's `then`): the rollback of an earlier run's unverified switch
+        that leads the trip must never run beside another run."""
         start = time.monotonic()
         command = recover_prefix(self.settings, self.options.check) + gather_command(
             self.settings)
-        got = self.remote.run(command, self.deadline.cap(FACTS_TIMEOUT + ROLLBACK_TIMEOUT))
+        got = self.facts_exec(command, self.deadline.cap(FACTS_TIMEOUT + ROLLBACK_TIMEOUT))
         back = recovered(got.stdout)
         if back is not None:
             self.result.touched = True
@@ -259,16 +263,21 @@ class HostRun:
         self._record("facts", "ok", time.monotonic() - start)
         return facts
 
-    def _lock(self) -> None:
-        """One run at a time on this host; waits (saying so) or fails naming the holder."""
-        hostlock.take(self.remote, self.settings, self.options.lock_wait,
-                      self.options.host_timeout,
-                      say=lambda text: self.reporter.line(self.spec.name, "lock", "waiting",
-                                                          None, text))
+    def facts_exec(self, command: str, limit: float) -> Result:
+        """Run a facts trip; the first outside check mode takes the host lock in the same
+        exec (one run at a time on a host: it waits, saying so, or fails naming the holder)."""
+        if self.options.check or self.locked:
+            return self.remote.run(command, limit)
+        got = hostlock.take(self.remote, self.settings, self.options.lock_wait,
+                            self.options.host_timeout, say=self._lock_waiting,
+                            then=command, then_s=limit)
+        self.locked = True
+        return got
+
+    def _lock_waiting(self, text: str) -> None:
+        self.reporter.line(self.spec.name, "lock", "waiting", None, text)
 
     def _converge(self) -> HostResult:
-        if not self.options.check:
-            self._lock()
         facts = self.gather()
         plan = make_plan(self.spec.name, facts, self.settings, self.options.roles)
         self.result.problems = list(plan.problems)

@@ -264,5 +264,35 @@ def _guarded(command) -> int:
         return 2
 
 
+def run() -> None:
+    """The console script: `main`, then an exit that skips the interpreter's teardown.
+
+    Freeing the ~400 modules `up` loads costs about 0.17 s after the work is done, the
+    sixth of a converged host's whole run. Nothing of the tool needs it: the threads are
+    joined, the exit handlers run (files, logging) and the streams flushed here first."""
+    import atexit
+    import os
+    import threading
+
+    try:
+        main()
+        code: object = 0
+    except SystemExit as done:
+        code = done.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

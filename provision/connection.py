@@ -467,30 +467,33 @@ class Remote:
             pass
 
     def hold(self, script: str, ready: str, wait_s: float,
-             progress: Callable[[str], None] | None = None) -> Result | None:
-        """Start a long-lived session (the host lock); None once it printed `ready`.
+             progress: Callable[[str], None] | None = None) -> tuple[bool, Result]:
+        """Start a long-lived session (the host lock); (True, what it printed so far) once it
+        printed the line that starts with `ready`.
 
         The session stays open until close(): whatever it holds on the host is released
         when this connection ends, however it ends. Otherwise (it exited, or `wait_s`
-        passed) the Result says why.
+        passed) (False, a Result that says why).
         """
         transport = self._transport()
         start = time.monotonic()
         chan = transport.open_session(timeout=self.connect_timeout)
         self.exec_requests += 1
         chan.exec_command(self._command(script))
-        out = bytearray()
+        out, mark = bytearray(), b"\n" + ready.encode()
         while time.monotonic() - start < wait_s:
             if chan.recv_ready():
                 seen = len(out)
-                out += chan.recv(4096)
+                out += chan.recv(65536)
                 if progress is not None and b"\n" in out[seen:]:
                     for line in bytes(out[seen:]).decode(errors="replace").splitlines():
-                        if line.strip() and line.strip() != ready:
+                        if line.strip() and not line.startswith(ready):
                             progress(line.strip())
-                if ready.encode() in out:
+                at = (b"\n" + out).find(mark)
+                if at >= 0 and b"\n" in out[at:]:
                     self._held.append(chan)
-                    return None
+                    return True, Result(0, out.decode(errors="replace"), "",
+                                        time.monotonic() - start)
             elif chan.exit_status_ready() or chan.closed:
                 break
             else:
@@ -498,8 +501,8 @@ class Remote:
         rc = chan.recv_exit_status() if chan.exit_status_ready() else 124
         err = chan.recv_stderr(65536) if chan.recv_stderr_ready() else b""
         chan.close()
-        return Result(rc, out.decode(errors="replace"), err.decode(errors="replace"),
-                      time.monotonic() - start)
+        return False, Result(rc, out.decode(errors="replace"), err.decode(errors="replace"),
+                             time.monotonic() - start)
 
     def _command(self, script: str) -> str:
         """`/bin/sh -c script`, through `sudo -n` when logged in as someone other than root.
@@ -682,7 +685,7 @@ class Tunnel:
                     if not data:
                         return
                     client.sendall(data)
-        except OSError:
+        except (OSError, paramiko.SSHException, EOFError):  # either end went away
             return
         finally:
             chan.close()

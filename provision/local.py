@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 
 from provision.become import become_argv, become_stdin
@@ -40,12 +41,22 @@ class LocalRemote:
         self.spec, self.settings = spec, settings
         self.exec_requests = 0
         self.accepted_keys: list[str] = []
+        self._held: list[subprocess.Popen] = []
 
     def open(self) -> None:
         """Nothing to open: there is no connection."""
 
     def close(self) -> None:
-        """Nothing to close."""
+        """End what `hold` keeps running: its stdin closes, as a connection's end would."""
+        for proc in self._held:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._held = []
 
     def __enter__(self) -> LocalRemote:
         return self
@@ -66,15 +77,48 @@ class LocalRemote:
         """No tunnel: this machine's own port, with a Tunnel's interface."""
         return DirectPort(remote_port)
 
+    def _argv(self, script: str, stdin: bytes | None) -> tuple[list[str], bytes | None]:
+        if os.geteuid() == 0:
+            return ["/bin/sh", "-c", script], stdin
+        return (become_argv(script, self.spec.become_password is not None),
+                become_stdin(self.spec.become_password, stdin))
+
+    def hold(self, script: str, ready: str, wait_s: float, progress=None):
+        """Remote.hold here: a process that lives until close(), once it printed `ready`."""
+        from provision.connection import Result
+
+        argv, data = self._argv(script, None)
+        start = time.monotonic()
+        self.exec_requests += 1
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603
+                                stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None and proc.stdout is not None
+        if data:
+            proc.stdin.write(data)
+            proc.stdin.flush()
+        timer = threading.Timer(wait_s, proc.kill)
+        timer.start()
+        lines: list[str] = []
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", errors="replace")
+                lines.append(line)
+                if line.startswith(ready):
+                    self._held.append(proc)
+                    return True, Result(0, "".join(lines), "", time.monotonic() - start)
+                if progress is not None and line.strip():
+                    progress(line.strip())
+        finally:
+            timer.cancel()
+        rc = proc.wait()
+        return False, Result(rc if rc >= 0 else 124, "".join(lines), "",
+                             time.monotonic() - start)
+
     def run(self, script: str, timeout: float, stdin: bytes | None = None):
         """Run a POSIX sh script here, as root (through sudo when not root)."""
         from provision.connection import RemoteTimeout, Result
 
-        if os.geteuid() == 0:
-            argv, data = ["/bin/sh", "-c", script], stdin
-        else:
-            argv = become_argv(script, self.spec.become_password is not None)
-            data = become_stdin(self.spec.become_password, stdin)
+        argv, data = self._argv(script, stdin)
         start = time.monotonic()
         self.exec_requests += 1
         try:

@@ -136,7 +136,7 @@ class PlayHostRun(HostRun):
         start = time.monotonic()
         command = gather_command(self.settings, tasks_state.spec(probes),
                                  tasks_state.script_text())
-        got = self.remote.run(command, self.deadline.cap(FACTS_TIMEOUT))
+        got = self.facts_exec(command, self.deadline.cap(FACTS_TIMEOUT))
         if not got.ok:
             self.result.failed_at = "facts"
             raise ProvisionError(f"{self.spec.name}: gathering facts failed (exit {got.rc}): "

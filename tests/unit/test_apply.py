@@ -62,14 +62,14 @@ def _step(name: str, *lines: str, restart: bool = False) -> Step:
     return Step(name, f"{name} needed", shell.script(lines), notifies_restart=restart)
 
 
-def test_converged_host_costs_two_execs_and_verifies_over_http(world, sshd: Sshd) -> None:
-    """The host lock (one long-lived session) and the facts: within the budget of 3."""
+def test_converged_host_costs_one_exec_and_verifies_over_http(world, sshd: Sshd) -> None:
+    """The host lock (one long-lived session) with the facts run inside it once held."""
     before = sshd.exec_requests()
     result, out = _run(world)
     assert result.status == "ok" and result.error is None, out
     assert [s.name for s in result.steps] == ["facts", "verify health", "verify models",
                                               "verify chat", "verify metrics"]
-    assert result.exec_requests == 2 == sshd.exec_requests() - before
+    assert result.exec_requests == 1 == sshd.exec_requests() - before
     assert "box : " not in out  # the recap is the command's job, not the host's
 
 
@@ -87,7 +87,7 @@ def test_steps_run_in_order_and_stop_at_the_first_failure(world) -> None:
     assert result.status == "failed" and result.failed_at == "apply"
     assert "something broke" in result.steps[-1].output and "exit 7" in result.error
     assert "box | two | failed" in out
-    assert result.exec_requests == 4  # lock, facts, one, two
+    assert result.exec_requests == 3  # lock with the facts, one, two
 
 
 def test_pip_failure_names_its_cause_not_the_python(world) -> None:
@@ -125,7 +125,7 @@ def test_preflight_errors_change_nothing(world) -> None:
                             steps=(_step("one", shell.fmt("touch %s", tmp / "one")),))
     result, out = _run(world)
     assert result.failed_at == "preflight" and result.problems == [problem]
-    assert not (tmp / "one").exists() and result.exec_requests == 2  # lock, facts
+    assert not (tmp / "one").exists() and result.exec_requests == 1  # lock with the facts
     assert "box | ERROR: no NVIDIA GPU found (gpu=none). Fix: use a GPU host" in out
 
 
@@ -150,7 +150,7 @@ def test_failed_restart_reports_the_logs(world, monkeypatch: pytest.MonkeyPatch)
     assert result.status == "failed" and result.failed_at == "apply"
     assert "unit not found" in result.error
     assert "begin_norm_axis" in result.error  # workerlog.0, fetched with the journal
-    assert result.exec_requests == 5  # lock, facts, unit, restart, diagnostics
+    assert result.exec_requests == 4  # lock with the facts, unit, restart, diagnostics
 
 
 def test_verify_failure_carries_the_worker_log(world) -> None:
