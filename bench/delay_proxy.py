@@ -22,8 +22,13 @@ import time
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 delay: float) -> None:
-    """Copy reader to writer, each chunk `delay` seconds after it was read (order kept)."""
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+    """Copy reader to writer, each chunk `delay` seconds after it was read (order kept).
+
+    A reset from the reader's side (a client that died or closed with unread data) is passed
+    on as TCP would: what it sent before is still delivered, then the other connection is
+    closed, so the far end (sshd) sees its client go instead of waiting for it forever.
+    """
+    queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
 
     async def deliver() -> None:
         while True:
@@ -31,6 +36,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if data is None:
+                writer.close()
+                return
             if not data:
                 with contextlib.suppress(OSError):
                     writer.write_eof()
@@ -41,7 +49,10 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     sender = asyncio.create_task(deliver())
     try:
         while True:
-            data = await reader.read(65536)
+            try:
+                data: bytes | None = await reader.read(65536)
+            except (ConnectionError, OSError):
+                data = None
             queue.put_nowait((time.monotonic() + delay, data))
             if not data:
                 break

@@ -192,6 +192,10 @@ def main() -> None:
     if not inv_path.exists():
         sys.exit(f"no lab inventory at {inv_path}: `provision lab up 1` and `provision up` first")
     inventory = yaml.safe_load(inv_path.read_text())
+    # An installed tool has its bytecode (pip compiles it at install); an editable checkout
+    # run with PYTHONDONTWRITEBYTECODE set would compile every module it imports each run.
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "provision")], check=True,
+                   stdout=subprocess.DEVNULL)
     rows: list[tuple[str, dict]] = []
     rows.append(("direct: up --host / ssh true",
                  paired(up_argv(inv_path, "--host", args.host),

@@ -5,8 +5,8 @@
 
 Prints one JSON object of seconds: imports (everything `up` loads), inventory
 (load, select, validate), ssh_connect (TCP, key exchange, host key, auth),
-facts (the one exec and its parsing), plan, http_checks (route probe + every
-verify check), report (recap). It calls the same functions `up` calls, in the
+facts (the one exec: the host lock, the facts inside it once held, their parsing),
+plan, http_checks (route probe + every verify check), report (recap). It calls the same functions `up` calls, in the
 same order, so the sum tracks the real run; interpreter start-up is measured
 by the caller (a bare `python -c pass`), as it happens before this code runs.
 """
@@ -20,11 +20,15 @@ import time
 
 T0 = time.monotonic()
 # ruff: noqa: E402  (the imports are the first phase measured)
-from provision import cli  # noqa: F401  (what `provision` itself loads)
+from provision import (
+    cli,  # noqa: F401  (what `provision` itself loads)
+    hostlock,
+)
 from provision.apply import FACTS_TIMEOUT, Route
 from provision.commands.targets import resolve_targets
 from provision.connection import Remote
 from provision.facts import gather_command, parse_facts
+from provision.guard import recover_prefix
 from provision.model import HostResult
 from provision.plan import make_plan
 from provision.report import Reporter
@@ -46,7 +50,9 @@ def main() -> None:
     remote = Remote(spec, settings)
     remote.open()
     now = phase("ssh_connect", now)
-    got = remote.run(gather_command(settings), FACTS_TIMEOUT)
+    got = hostlock.take(remote, settings, hostlock.LOCK_WAIT_S, 3600,  # as `up`: one exec
+                        then=recover_prefix(settings, False) + gather_command(settings),
+                        then_s=FACTS_TIMEOUT)
     facts = parse_facts(spec.name, got.stdout)
     now = phase("facts", now)
     plan = make_plan(spec.name, facts, settings)
