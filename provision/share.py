@@ -4,8 +4,10 @@ that host, checked by a digest on both ends.
 
 Why: a real release venv is gigabytes of wheels and the default model's weights about 60 GB.
 N hosts each fetching them from a far upstream pay N times the bytes and, behind one
-upstream link, N times the wall time. The copy goes host to host through this machine's SSH
-connections (provision/relay.py), so it needs nothing the run does not already have.
+upstream link, N times the wall time. The copy goes host to host over the hosts' own network
+where they reach each other (provision/direct_copy.py: a one-shot sender, a one-time token
+given to both ends over SSH), else through this machine's SSH connections
+(provision/relay.py), which need nothing the run does not already have.
 
 Only what is identical is shared: a release between hosts with the same release name
 (versions, CUDA build, SM variant), Python and paths, so the copied venv is byte for byte what
