@@ -113,7 +113,7 @@ def direct(source: Remote, source_script: str, target: Remote, target_script: st
         if not came or len(came) != 2 or not _ADDRESS.fullmatch(came[0]) \
                 or not came[1].isdigit():
             return _no_path(ends, f"{target.spec.name} could not reach {source.spec.name} "
-                                  f"({dst.why() or 'no answer'})")
+                                  f"({dst.why() or src.why() or 'no answer'})")
         src.chan.sendall(f"{came[0]} {came[1]}\n".encode())
         src.chan.shutdown_write()
         _stream(ends, start, timeout, cancel, progress, progress_every)
@@ -126,7 +126,10 @@ def direct(source: Remote, source_script: str, target: Remote, target_script: st
             end.stop()
         raise UnreachableError(f"{target.spec.name}: the copy from {source.spec.name} failed: "
                                f"{exc or type(exc).__name__}") from None
-    src_rc, dst_rc = src.chan.recv_exit_status(), dst.chan.recv_exit_status()
+    dst_rc = dst.chan.recv_exit_status()
+    if not src.ended():  # the receiver failed: the sender may be stuck writing to nobody
+        src.stop()
+    src_rc = src.chan.recv_exit_status() if src.chan.exit_status_ready() else -1
     if NO_PATH in (src_rc, dst_rc):
         return _no_path(ends, src.why() or dst.why() or "the connection was refused")
     for end in ends:
@@ -139,8 +142,9 @@ def direct(source: Remote, source_script: str, target: Remote, target_script: st
 
 def _stream(ends: list[_End], start: float, timeout: float, cancel: threading.Event | None,
             progress: Callable[[int, float], None] | None, every: float) -> None:
-    """Wait for both ends to finish (the receiver gives up on a stalled stream itself),
-    passing the receiver's byte counts on."""
+    """Wait for both ends to finish, or only the receiver when it failed (it gives up on a
+    stalled stream itself; the sender may then be blocked in a write to a dead peer for as
+    long as TCP retries), passing the receiver's byte counts on."""
     dst = ends[1]
     next_progress = time.monotonic() + every
 
@@ -150,6 +154,8 @@ def _stream(ends: list[_End], start: float, timeout: float, cancel: threading.Ev
         if progress is not None and got and time.monotonic() >= next_progress:
             progress(int(got[0]) if got[0].isdigit() else 0, time.monotonic() - start)
             next_progress = time.monotonic() + every
+        if dst.ended() and dst.chan.exit_status_ready() and dst.chan.recv_exit_status():
+            return True
         return True if all(end.ended() for end in ends) else None
 
     _until(ends, finished, start + timeout, timeout + 1, cancel, until_all_end=True)

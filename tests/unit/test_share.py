@@ -375,3 +375,22 @@ def test_secret_files_never_go_host_to_host() -> None:
     assert secret_inside(settings, ("/var/lib/fd/models/b/m",)) == "/var/lib/fd/models/b/m/env"
     assert secret_inside(settings, ("/var/lib/fd/models/b/m2",)) is None
     assert secret_inside(Settings(), ("/opt/fastdeploy/releases/r1",)) is None
+
+
+def test_a_failed_receiver_does_not_wait_for_a_stuck_sender(pair) -> None:
+    """The receiver's end fails mid-stream while the sender's end goes on (as one blocked in
+    a write to a peer that vanished does): direct() returns the failure at once and stops the
+    sender on its host, instead of waiting for it up to the copy's limit."""
+    source, target = pair
+    send = send_prefix() + "sh -c 'cat /dev/zero; sleep 300' # provision-direct-stuck"
+    receive = receive_prefix() + "sh -c 'head -c 100000 >/dev/null; exit 3'"
+    start = time.monotonic()
+    got = direct(source, send, target, receive, 120)
+    assert not isinstance(got, NoPath), got
+    sent, received = got
+    assert received.rc == 1 and "broken after" in received.stderr, received
+    assert time.monotonic() - start < 30
+    deadline = time.monotonic() + 10
+    while _alive("provision-direct-stuck") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive("provision-direct-stuck")
