@@ -16,6 +16,14 @@ address and port it connected; this machine passes that on to the sender, which 
 exactly one connection, only from there and only with the token, or gives up within
 ACCEPT_S. What arrives is as untrusted as through the relay: the caller accepts it only when
 the digests that both ends print over SSH agree.
+
+Which address: the one this machine uses for the source may not be one the target can use
+(behind a NAT it is a public address whose other ports are closed; through a jump host it is
+the jump's view). So the source first names its own address on the route towards the target
+(through a NAT that is its private address on the hosts' network, where the target likely
+is), and this machine's address for it comes second. When the hosts cannot reach each other
+(another network, a firewall between them, a NAT that rewrites the target's address so the
+sender refuses it), the attempt costs seconds and the relay copies instead.
 """
 
 from __future__ import annotations
