@@ -17,14 +17,16 @@ Rows, side by side in one run:
                   others copy from it);
   N hosts, alone  the same with --no-copy-between-hosts (every host fetches for itself: the
                   tool before the fleet share).
-Each row gives the wall time and the bytes the lab's index server sent (its access log:
-Paddle index, general index, hub), and the goals' ratios against the 1-host row: bytes
-within 1.2x, time within 1.5x.
+A copy goes host to host where the hosts reach each other (the lab bridge: they do), else
+through this machine; the output says how each went. Each row gives the wall time and the
+bytes the lab's index server sent (its access log: Paddle index, general index, hub), and
+the goals' ratios against the 1-host row: bytes within 1.2x, time within 1.5x.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -47,7 +49,7 @@ def cold_up(lab, count: int, *extra: str) -> dict:
     mark = lab.index_mark()
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "provision.cli", "up", "-i", inventory,
-                           "--limit", names, "-e", f"model={MODEL}", *extra], cwd=ROOT,
+                           "--limit", names, "-e", f"model={MODEL}", "--json", *extra], cwd=ROOT,
                           capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     seconds = time.monotonic() - start
@@ -56,7 +58,15 @@ def cold_up(lab, count: int, *extra: str) -> dict:
                  f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
     time.sleep(1)  # the index server logs a request when its response ends
     sent = lab.index_bytes(mark)
-    return {"seconds": seconds, "bytes": sent}
+    return {"seconds": seconds, "bytes": sent, "copies": copies(done.stdout)}
+
+
+def copies(report: str) -> str:
+    """How the run's copies went, from its JSON report: 'N host to host, M relayed'."""
+    reasons = [step["reason"] for host in json.loads(report)["hosts"]
+               for step in host["steps"] if step["reason"].startswith("copied ")]
+    direct = sum("host to host" in why for why in reasons)
+    return f"{direct} host to host, {len(reasons) - direct} relayed" if reasons else "none"
 
 
 def mb(n: float) -> str:
@@ -99,6 +109,8 @@ def main() -> int:
               f"{mb(sent['general']):>10} {mb(sent['hub']):>9} {mb(sent['total']):>9} "
               f"{sent['total'] / base['bytes']['total']:8.2f} "
               f"{row['seconds'] / base['seconds']:7.2f}")
+    print("copies (release and weights): "
+          + "; ".join(f"{name}: {row['copies']}" for name, row in rows))
     copy = rows[1][1]
     ratio_b = copy["bytes"]["total"] / base["bytes"]["total"]
     ratio_t = copy["seconds"] / base["seconds"]

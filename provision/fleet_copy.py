@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from provision import matrix, shell
-from provision.connection import Remote, RemoteCancelled, RemoteTimeout
+from provision.connection import Remote, RemoteCancelled, RemoteTimeout, Result
+from provision.direct_copy import NoPath, direct
+from provision.direct_ends import receive_prefix, send_prefix
 from provision.facts import model_paths
 from provision.model import Facts, Plan, ProvisionError
 from provision.relay import relay
@@ -25,6 +27,7 @@ from provision.share import (
     discard_script,
     place_script,
     receive_script,
+    secret_inside,
     source_script,
     weights_source_script,
     weights_staging,
@@ -44,6 +47,7 @@ class FleetCopy:
         self.share = run.options.share
         self.owned: list[tuple] = []  # keys this host fetches for the others, not yet done
         self.announced = ""  # the weights' directory the source said it streamed
+        self.how = ""  # how the last copy went: host to host, or relayed through here
 
     # ------------------------------------------------------------ the release
 
@@ -65,9 +69,11 @@ class FleetCopy:
         assert install is not None
         partial = partial_dir(run.settings, install)
         what = f"copy {install.release} from {source.name} (fetched once for the fleet)"
+        tree = f"{run.settings.releases_dir}/{install.release}"
         got = self._relay(source, "release", what,
-                          source_script(run.settings.releases_dir, install.release),
-                          receive_script(partial))
+                          lambda via: source_script(run.settings.releases_dir, install.release,
+                                                    via),
+                          lambda via: receive_script(partial, via), (tree,))
         if got is None:
             return False
         start = time.monotonic()
@@ -80,8 +86,8 @@ class FleetCopy:
                               "from the index instead")
             return False
         run._record("release", "changed", got + time.monotonic() - start,
-                    f"copied {install.release} from {source.name} (digests match) and "
-                    "checked here; the index was not asked")
+                    f"copied {install.release} from {source.name} {self.how} (digests match) "
+                    "and checked here; the index was not asked")
         run.result.status = "changed"
         return True
 
@@ -103,7 +109,8 @@ class FleetCopy:
         staging = weights_staging(settings)
         got = self._relay(claim.source, "weights",
                           f"copy {settings.model}'s weights from {claim.source.name}",
-                          weights_source_script(candidates), receive_script(staging),
+                          lambda via: weights_source_script(candidates, via),
+                          lambda via: receive_script(staging, via), candidates,
                           announce=candidates, staging=staging)
         if got is None:
             return
@@ -116,8 +123,8 @@ class FleetCopy:
                                    "downloads them itself")
             return
         self.run._record("weights", "changed", got,
-                         f"copied {settings.model} from {claim.source.name} into {path} "
-                         "(digests match); not downloaded again")
+                         f"copied {settings.model} from {claim.source.name} {self.how} into "
+                         f"{path} (digests match); not downloaded again")
         self.run.result.status = "changed"
 
     def weights_verified(self) -> None:
@@ -146,11 +153,13 @@ class FleetCopy:
             self.owned.remove(key)
             self.share.done(key, source)
 
-    def _relay(self, source: Source, what: str, why: str, send: str, receive: str,
+    def _relay(self, source: Source, what: str, why: str, send: Callable[[str], str],
+               receive: Callable[[str], str], trees: tuple[str, ...],
                announce: tuple[str, ...] = (), staging: str | None = None) -> float | None:
-        """Stream `send` on the source into `receive` here; the seconds it took when both
-        digests match, else None (said; `staging`, when given, removed: a release's partial
-        build directory is the build's to clear)."""
+        """Stream `send` on the source into `receive` here, host to host where they reach
+        each other, else through this machine (`trees`: what may be sent); the seconds it
+        took when both digests match, else None (said; `staging`, when given, removed: a
+        release's partial build directory is the build's to clear)."""
         run = self.run
         run.reporter.line(run.spec.name, what, "running", None, why)
         run.result.touched = True
@@ -166,9 +175,7 @@ class FleetCopy:
                         accept_new_host_key=run.options.accept_new_host_key,
                         connect_timeout=run.options.connect_timeout,
                         ssh_config_path=run.options.ssh_config_path) as remote:
-                sent, got = relay(remote, send, run.remote, receive,
-                                  run.deadline.cap(COPY_TIMEOUT), cancel=run.abort,
-                                  progress=progress)
+                sent, got = self._stream(remote, source, what, send, receive, trees, progress)
         except RemoteCancelled:
             run._check_abort()
             raise
@@ -185,6 +192,30 @@ class FleetCopy:
             return self._fallback(what, source, detail, staging)
         return time.monotonic() - start
 
+    def _stream(self, remote: Remote, source: Source, what: str, send: Callable[[str], str],
+                receive: Callable[[str], str], trees: tuple[str, ...],
+                progress: Callable[[int, float], None]) -> tuple[Result, Result]:
+        """Both ends' Results: the direct path first, the relay when it cannot be had."""
+        run = self.run
+        secret = secret_inside(run.settings, trees)
+        why = (f"{secret} (a secret) lies inside what would be sent" if secret else
+               "a host ends at this machine" if not _both_ssh(remote, run.remote) else "")
+        if not why:
+            outcome = direct(remote, send(send_prefix(source.settings.python)), run.remote,
+                             receive(receive_prefix(run.settings.python)),
+                             run.deadline.cap(COPY_TIMEOUT), cancel=run.abort,
+                             progress=progress)
+            if not isinstance(outcome, NoPath):
+                self.how = "host to host"
+                return outcome
+            why = outcome.why
+        self.how = "relayed through this machine"
+        run.reporter.line(run.spec.name, what, "running", None,
+                          f"no direct path from {source.name} ({why}); relaying the copy "
+                          "through this machine")
+        return relay(remote, send(""), run.remote, receive(""),
+                     run.deadline.cap(COPY_TIMEOUT), cancel=run.abort, progress=progress)
+
     def _fallback(self, what: str, source: Source, detail: str, staging: str | None) -> None:
         run = self.run
         if staging:
@@ -193,3 +224,8 @@ class FleetCopy:
                           f"the copy from {source.name} failed ({detail}); fetching from "
                           "upstream instead")
         return None
+
+
+def _both_ssh(*remotes: object) -> bool:
+    """Both ends are SSH hosts (a `local` host runs here: the relay is this machine anyway)."""
+    return all(isinstance(r, Remote) for r in remotes)

@@ -1,5 +1,6 @@
 """One host's output streamed into another host's input, through this machine's two SSH
-connections: how a fleet copies what one host fetched (provision/share.py).
+connections: how a fleet copies what one host fetched (provision/share.py) when the hosts
+cannot reach each other directly (provision/direct_copy.py is tried first).
 
 Why through this machine: it already holds a verified connection to both hosts, so no host
 needs a route, a key or an open port towards another, and nothing secret is placed on either.

@@ -4,8 +4,10 @@ that host, checked by a digest on both ends.
 
 Why: a real release venv is gigabytes of wheels and the default model's weights about 60 GB.
 N hosts each fetching them from a far upstream pay N times the bytes and, behind one
-upstream link, N times the wall time. The copy goes host to host through this machine's SSH
-connections (provision/relay.py), so it needs nothing the run does not already have.
+upstream link, N times the wall time. The copy goes host to host over the hosts' own network
+where they reach each other (provision/direct_copy.py: a one-shot sender, a one-time token
+given to both ends over SSH), else through this machine's SSH connections
+(provision/relay.py), which need nothing the run does not already have.
 
 Only what is identical is shared: a release between hosts with the same release name
 (versions, CUDA build, SM variant), Python and paths, so the copied venv is byte for byte what
@@ -119,40 +121,43 @@ class FleetShare:
 # --------------------------------------------------------------------------- scripts
 
 
-def source_script(parent: str, name: str) -> str:
-    """On the host that holds it: `<parent>/<name>` as a tar stream on stdout, then its
-    digest on stderr (stdout carries only the stream)."""
+def source_script(parent: str, name: str, via: str = "") -> str:
+    """On the host that holds it: `<parent>/<name>` as a tar stream on stdout (or through
+    `via`, provision/direct_ends.py's sender), then its digest on stderr (stdout carries
+    only the stream)."""
     return shell.script([
         _DIGEST_FN,
         shell.fmt("cd %s", parent),
-        shell.fmt("tar -cf - %s", name),
+        via + shell.fmt("tar -cf - %s", name),
         shell.fmt("printf '%%s %%s\\n' %s \"$(provision_digest %s)\" >&2", DIGEST_MARK, name),
     ])
 
 
-def weights_source_script(candidates: tuple[str, ...]) -> str:
+def weights_source_script(candidates: tuple[str, ...], via: str = "") -> str:
     """The model's directory, whichever of its layouts the host has (a complete download:
-    config.json present), announced on stderr before the stream."""
+    config.json present), announced on stderr before the stream (sent as source_script
+    sends it)."""
     lines = [_DIGEST_FN]
     for path in candidates:
         parent, name = path.rstrip("/").rsplit("/", 1)
         lines.append(
-            shell.fmt("if [ -f %s ]; then printf '%%s %%s\\n' %s %s >&2; cd %s && tar -cf - %s "
-                      "&& printf '%%s %%s\\n' %s \"$(provision_digest %s)\" >&2; exit $?; fi",
-                      f"{path}/config.json", PATH_MARK, path, parent or "/", name,
-                      DIGEST_MARK, name))
+            shell.fmt("if [ -f %s ]; then printf '%%s %%s\\n' %s %s >&2; cd %s && ",
+                      f"{path}/config.json", PATH_MARK, path, parent or "/")
+            + via + shell.fmt("tar -cf - %s && printf '%%s %%s\\n' %s \"$(provision_digest %s)\" "
+                              ">&2; exit $?; fi", name, DIGEST_MARK, name))
     lines.append("echo 'provision: no complete copy of the weights here' >&2; exit 3")
     return shell.script(lines)
 
 
-def receive_script(staging: str) -> str:
-    """On the receiving host: the stream's top directory unpacked as `staging` (emptied
-    first), then its digest on stdout."""
+def receive_script(staging: str, via: str = "") -> str:
+    """On the receiving host: the stream (stdin, or what `via`, provision/direct_ends.py's
+    receiver, reads from the source) unpacked as `staging` (emptied first), then its digest
+    on stdout."""
     return shell.script([
         _DIGEST_FN,
         shell.cmd("rm", "-rf", staging),
         shell.cmd("mkdir", "-p", staging),
-        shell.fmt("tar -C %s --strip-components=1 -xf -", staging),
+        via + shell.fmt("tar -C %s --strip-components=1 -xf -", staging),
         shell.fmt("printf '%%s %%s\\n' %s \"$(provision_digest %s)\"", DIGEST_MARK, staging),
     ])
 
@@ -178,3 +183,15 @@ def place_script(staging: str, path: str) -> str:
 
 def discard_script(staging: str) -> str:
     return shell.cmd("rm", "-rf", staging)
+
+
+def secret_inside(settings: Settings, trees: tuple[str, ...]) -> str | None:
+    """A secret file of the tool's (the env files with the API key and the page's password)
+    that lies inside a tree to be copied, or None: such a tree never goes over an open port.
+    (Path checks keep env_file out of releases_dir; a model directory is not covered.)"""
+    from provision.webui import web_paths
+
+    for secret in (settings.env_file, web_paths(settings).env_file):
+        if any(secret == t.rstrip("/") or secret.startswith(t.rstrip("/") + "/") for t in trees):
+            return secret
+    return None

@@ -13,6 +13,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from provision.commands.targets import resolve_targets
+from provision.connection import Remote
+from provision.direct_ends import NO_PATH, receive_prefix, send_prefix
+from provision.share import receive_script, source_script
+from provision_lab import paths
+from provision_lab.network import netns_name
+from provision_lab.system import run
 from tests.e2e.test_fleet import provision
 
 VENV_PYTHON = "/opt/fastdeploy/venv/bin/python"
@@ -70,23 +77,38 @@ def _sent(lab, mark: int) -> dict:
     return lab.index_bytes(mark)
 
 
+def _here_received() -> int:
+    """Bytes this machine received from the lab's hosts (its side of the lab bridge; traffic
+    the bridge forwards between two hosts is not counted there)."""
+    return int(Path(f"/sys/class/net/{paths.BRIDGE}/statistics/rx_bytes").read_text())
+
+
+def _weights_reasons(results: dict) -> dict:
+    return {name: next((s["reason"] for s in r["steps"] if s["name"] == "weights"), "")
+            for name, r in results.items()}
+
+
 def test_a_cold_fleet_fetches_once_and_copies(lab, home, inventory, hosts) -> None:
-    mark = lab.index_mark()
+    mark, here = lab.index_mark(), _here_received()
     code, results = _up(home, inventory, hosts)
     assert code == 0, json.dumps(results, indent=1)[-3000:]
+    received = _here_received() - here
     sent = _sent(lab, mark)
     reasons = {name: _release_reason(r) for name, r in results.items()}
     built = [name for name, why in reasons.items() if why.startswith("build ")]
     copied = [name for name, why in reasons.items() if why.startswith("copied ")]
     assert len(built) == 1 and len(copied) == len(hosts) - 1, reasons
-    assert all(f"from {built[0]}" in reasons[name] for name in copied), reasons
+    assert all(f"from {built[0]} host to host" in reasons[name] for name in copied), reasons
+    # host to host: the two copies of the release and the weights (each over PAD_MB +
+    # WEIGHTS_MB) did not come through this machine, which got only SSH output and HTTP
+    assert received < WEIGHTS_MB * 1e6, received
     # one padded paddlepaddle-gpu (+ a quarter for fastdeploy-gpu) left the index, not three;
     # the weights left the hub once: the other two servers found a verified copy in place
     assert PAD_MB * 1e6 < sent["paddle"] < 2 * PAD_MB * 1e6, sent
     assert WEIGHTS_MB * 1e6 <= sent["hub"] < 1.5 * WEIGHTS_MB * 1e6, sent
-    weights = {name: next((s["reason"] for s in r["steps"] if s["name"] == "weights"), "")
-               for name, r in results.items()}
-    assert sum(why.startswith("copied ") for why in weights.values()) == len(hosts) - 1, weights
+    weights = _weights_reasons(results)
+    assert sum(why.startswith("copied ") and "host to host" in why
+               for why in weights.values()) == len(hosts) - 1, weights
     # the copies are the built release: the same distributions, each checked on its own host
     freezes = {h.name: _freeze(h) for h in hosts}
     assert len(set(freezes.values())) == 1, freezes
@@ -116,3 +138,89 @@ def test_a_failed_copy_falls_back_to_the_index(home, inventory, hosts) -> None:
     assert all(why.startswith("build ") for why in reasons.values()), reasons
     for host in pair:
         assert requests.get(f"http://{host.address}:8180/health", timeout=5).status_code == 200
+
+
+def _cold(host) -> None:
+    """The host as before its first `up`: no release, unit, env or weights."""
+    host.ssh("systemctl stop fastdeploy; rm -rf /opt/fastdeploy /etc/fastdeploy "
+             "/var/lib/fastdeploy /etc/systemd/system/fastdeploy.service; "
+             "systemctl daemon-reload", check=True)
+
+
+def test_hosts_that_cannot_reach_each_other_relay_the_copy(lab, home, inventory, hosts) -> None:
+    """Each host's own kernel refuses traffic to the other (a reject rule between them, as a
+    firewall would have): the direct path fails at once, the relay through this machine
+    takes over, and the copies still arrive and are checked."""
+    pair = hosts[:2]
+    for host in pair:
+        _cold(host)
+    routes = [(netns_name(a.name), b.address) for a in pair for b in pair if a is not b]
+    for ns, address in routes:
+        run("ip", "-n", ns, "route", "add", "prohibit", f"{address}/32")
+    here = _here_received()
+    try:
+        code, results = _up(home, inventory, pair)
+    finally:
+        for ns, address in routes:
+            run("ip", "-n", ns, "route", "del", "prohibit", f"{address}/32", check=False)
+    assert code == 0, json.dumps(results, indent=1)[-3000:]
+    reasons = {name: _release_reason(r) for name, r in results.items()}
+    copied = [why for why in reasons.values() if why.startswith("copied ")]
+    assert len(copied) == 1 and "relayed through this machine" in copied[0], reasons
+    weights = [why for why in _weights_reasons(results).values() if why.startswith("copied ")]
+    assert len(weights) == 1 and "relayed through this machine" in weights[0], weights
+    # the relay: the release and the weights came up to this machine on their way across
+    assert _here_received() - here > (PAD_MB + WEIGHTS_MB) * 1e6
+    for host in pair:
+        assert requests.get(f"http://{host.address}:8180/health", timeout=5).status_code == 200
+
+
+def _line(chan, mark: str, seconds: float = 30) -> list[str]:
+    """The words after `provision-direct: <mark>` on a channel's stdout."""
+    out, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end:
+        if chan.recv_ready():
+            out += chan.recv(4096)
+            for line in out.decode().splitlines():
+                if line.startswith(f"provision-direct: {mark} "):
+                    return line.split()[2:]
+        else:
+            time.sleep(0.05)
+    pytest.fail(f"no `{mark}` line in {out!r}")
+
+
+def _stderr(chan, seconds: float = 60) -> str:
+    """A channel's stderr until its command exits (at most `seconds`)."""
+    err, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end and not chan.closed and (
+            chan.recv_stderr_ready() or not chan.exit_status_ready()):
+        err += chan.recv_stderr(4096) if chan.recv_stderr_ready() else b""
+        time.sleep(0.02)
+    while chan.recv_stderr_ready():
+        err += chan.recv_stderr(4096)
+    return err.decode()
+
+
+def test_the_sender_refuses_a_receiver_with_a_wrong_token(inventory, hosts) -> None:
+    """The real ends on two lab hosts, the receiver given another token than the sender: the
+    sender sends nothing and says why; the receiver unpacks nothing."""
+    a, b = hosts[0], hosts[1]
+    a.ssh("rm -rf /tmp/direct && mkdir -p /tmp/direct/tree && echo data > /tmp/direct/tree/f",
+          check=True)
+    [(spec_a, settings_a)] = resolve_targets(inventory, a.name, None, ())
+    [(spec_b, settings_b)] = resolve_targets(inventory, b.name, None, ())
+    with Remote(spec_a, settings_a) as src_host, Remote(spec_b, settings_b) as dst_host:
+        src = src_host.start(source_script("/tmp/direct", "tree", send_prefix()), 60)
+        src.sendall(f"{'a' * 64} {b.address}\n".encode())
+        port, own = _line(src, "listen")
+        assert own == a.address  # the sender's own address towards the target
+        dst = dst_host.start(receive_script("/tmp/direct/staging", receive_prefix()), 60)
+        dst.sendall(f"{'b' * 64} {port} {own}\n".encode())
+        came = _line(dst, "from")
+        assert came[0] == b.address
+        src.sendall(f"{came[0]} {came[1]}\n".encode())
+        src_err, dst_err = _stderr(src), _stderr(dst)
+        assert src.recv_exit_status() == NO_PATH, src_err
+        assert "wrong token" in src_err, src_err
+        assert dst.recv_exit_status() == NO_PATH and "the source refused" in dst_err, dst_err
+    assert b.ssh("ls -A /tmp/direct/staging", check=True).stdout == ""

@@ -4,6 +4,9 @@ with real tar and sha256sum, and the relay between two real SSH connections."""
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import socket
 import subprocess
 import threading
 import time
@@ -12,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from provision.connection import Remote, RemoteCancelled, RemoteTimeout
+from provision.direct_copy import NoPath, direct
+from provision.direct_ends import NO_PATH, OK, SENDER, receive_prefix, send_prefix
 from provision.model import HostSpec, Settings
 from provision.relay import relay
 from provision.share import (
@@ -21,10 +26,12 @@ from provision.share import (
     digest_of,
     place_script,
     receive_script,
+    secret_inside,
     source_script,
     weights_source_script,
 )
 from tests.unit.sshd_server import Sshd
+from tests.unit.sshd_server import free_port as sshd_free_port
 
 SPEC = HostSpec(name="gpu1", address="10.0.0.1")
 SOURCE = Source(SPEC, Settings())
@@ -229,3 +236,161 @@ def test_a_stopped_relay_stops_both_ends_on_the_hosts(pair, how: str) -> None:
             and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive("provision-relay-src") and not _alive("provision-relay-dst")
+
+
+# --------------------------------------------------------------------------- the direct path
+
+
+def _ends(tree: Path, dest: Path) -> tuple[str, str]:
+    return (source_script(str(tree.parent), tree.name, send_prefix()),
+            receive_script(str(dest), receive_prefix()))
+
+
+def test_direct_streams_a_tree_host_to_host(pair, sshd: Sshd, tmp_path: Path) -> None:
+    """Both ends on the loopback host: the stream goes over one TCP connection between
+    them (the receiver says how many bytes it read from it), not through the SSH channels,
+    and the token never appears in any command line."""
+    source, target = pair
+    tree = _tree(tmp_path / "src" / "rel")
+    (tree / "big").write_bytes(os.urandom(24 << 20))
+    before = sshd.exec_requests()
+    seen: list[int] = []
+    send, receive = _ends(tree, tmp_path / "dst")
+    got = direct(source, send, target, receive, 60,
+                 progress=lambda n, s: seen.append(n), progress_every=0.01)
+    assert not isinstance(got, NoPath), got
+    sent, received = got
+    assert sent.ok and received.ok, (sent, received)
+    assert digest_of(sent.stderr) == digest_of(received.stdout) is not None
+    assert (tmp_path / "dst" / "big").read_bytes() == (tree / "big").read_bytes()
+    assert re.search(r"^provision-direct: got (\d+)$", received.stdout, re.M)
+    total = int(re.findall(r"^provision-direct: got (\d+)$", received.stdout, re.M)[-1])
+    assert total > 24 << 20, "the tar stream came over the direct connection"
+    assert "sending to 127.0.0.1" in sent.stderr
+    assert sshd.exec_requests() - before == 2
+    assert seen and max(seen) > 0
+
+
+def _sender(token: str, target: str = "127.0.0.1", accept_s: float = 5) -> subprocess.Popen:
+    """The sender program as a host runs it, here, streaming `echo secret-stream`."""
+    proc = subprocess.Popen(["python3", "-c", SENDER, str(accept_s), "--", "echo",
+                             "secret-stream"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(f"{token} {target}\n".encode())
+    proc.stdin.flush()
+    return proc
+
+
+def _listening(proc: subprocess.Popen) -> int:
+    words = proc.stdout.readline().decode().split()
+    assert words[:2] == ["provision-direct:", "listen"] and words[3] == "127.0.0.1", words
+    return int(words[2])
+
+
+def _connect(port: int, send: bytes) -> tuple[socket.socket, tuple[str, int]]:
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sendall(send)
+    return conn, conn.getsockname()
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    """Everything the sender sent before it closed (a close with our token unread is a
+    reset: still the end)."""
+    data = b""
+    try:
+        while chunk := conn.recv(4096):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_the_sender_refuses_a_wrong_token() -> None:
+    token = secrets.token_hex(32)
+    proc = _sender(token)
+    port = _listening(proc)
+    conn, (addr, own) = _connect(port, (secrets.token_hex(32) + "\n").encode())
+    proc.stdin.write(f"{addr} {own}\n".encode())
+    proc.stdin.close()
+    assert _read_all(conn) == b"", "nothing is sent without the token"
+    assert proc.wait(10) == NO_PATH
+    assert b"wrong token" in proc.stderr.read()
+
+
+def test_the_sender_refuses_a_peer_this_machine_did_not_name() -> None:
+    token = secrets.token_hex(32)
+    proc = _sender(token)
+    port = _listening(proc)
+    conn, (addr, own) = _connect(port, (token + "\n").encode())
+    proc.stdin.write(f"{addr} {own + 1}\n".encode())  # another port: another peer
+    proc.stdin.close()
+    assert _read_all(conn) == b""
+    assert proc.wait(10) == NO_PATH
+    assert b"not the target" in proc.stderr.read()
+
+
+def test_the_sender_takes_the_named_peer_with_the_token_and_only_once() -> None:
+    token = secrets.token_hex(32)
+    proc = _sender(token)
+    port = _listening(proc)
+    conn, (addr, own) = _connect(port, (token + "\n").encode())
+    proc.stdin.write(f"{addr} {own}\n".encode())
+    proc.stdin.close()
+    assert _read_all(conn) == OK + b"secret-stream\n"
+    assert proc.wait(10) == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_the_sender_gives_up_when_nobody_comes() -> None:
+    start = time.monotonic()
+    proc = _sender(secrets.token_hex(32), accept_s=1.5)
+    _listening(proc)
+    assert proc.wait(10) == NO_PATH and time.monotonic() - start < 8
+    assert b"no word from the control machine" in proc.stderr.read()
+
+
+def test_direct_gives_no_path_when_the_source_cannot_be_reached(pair, tmp_path: Path) -> None:
+    """A sender that never listens where the receiver looks (its host's address unreachable
+    here: a port nobody listens on) ends in NoPath quickly, both ends stopped."""
+    source, target = pair
+    tree = _tree(tmp_path / "src" / "rel")
+    # the sender says a port on which nothing listens: what a firewall or a wrong address gives
+    fake = ("printf 'provision-direct: listen %s 127.0.0.1\\n' "
+            f"{sshd_free_port()}; sleep 30 # provision-direct-fake")
+    start = time.monotonic()
+    got = direct(source, fake, target, _ends(tree, tmp_path / "dst")[1], 60)
+    assert isinstance(got, NoPath) and "could not reach" in got.why, got
+    assert "refused" in got.why.lower(), got
+    assert time.monotonic() - start < 20
+    deadline = time.monotonic() + 10
+    while _alive("provision-direct-fake") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive("provision-direct-fake")
+
+
+def test_secret_files_never_go_host_to_host() -> None:
+    settings = Settings(model_cache_dir="/var/lib/fd/models", env_file="/var/lib/fd/models/b/m/env")
+    assert secret_inside(settings, ("/var/lib/fd/models/b/m",)) == "/var/lib/fd/models/b/m/env"
+    assert secret_inside(settings, ("/var/lib/fd/models/b/m2",)) is None
+    assert secret_inside(Settings(), ("/opt/fastdeploy/releases/r1",)) is None
+
+
+def test_a_failed_receiver_does_not_wait_for_a_stuck_sender(pair) -> None:
+    """The receiver's end fails mid-stream while the sender's end goes on (as one blocked in
+    a write to a peer that vanished does): direct() returns the failure at once and stops the
+    sender on its host, instead of waiting for it up to the copy's limit."""
+    source, target = pair
+    send = send_prefix() + "sh -c 'cat /dev/zero; sleep 300' # provision-direct-stuck"
+    receive = receive_prefix() + "sh -c 'head -c 100000 >/dev/null; exit 3'"
+    start = time.monotonic()
+    got = direct(source, send, target, receive, 120)
+    assert not isinstance(got, NoPath), got
+    sent, received = got
+    assert received.rc == 1 and "broken after" in received.stderr, received
+    assert time.monotonic() - start < 30
+    deadline = time.monotonic() + 10
+    while _alive("provision-direct-stuck") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive("provision-direct-stuck")
