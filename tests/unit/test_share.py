@@ -306,28 +306,20 @@ def _read_all(conn: socket.socket) -> bytes:
     return data
 
 
-def test_the_sender_refuses_a_wrong_token() -> None:
+@pytest.mark.parametrize("wrong, said", [("token", b"wrong token"), ("peer", b"not the target")])
+def test_the_sender_refuses_a_wrong_token_or_a_peer_this_machine_did_not_name(
+        wrong: str, said: bytes) -> None:
     token = secrets.token_hex(32)
     proc = _sender(token)
     port = _listening(proc)
-    conn, (addr, own) = _connect(port, (secrets.token_hex(32) + "\n").encode())
-    proc.stdin.write(f"{addr} {own}\n".encode())
+    sent = secrets.token_hex(32) if wrong == "token" else token
+    conn, (addr, own) = _connect(port, (sent + "\n").encode())
+    named = own + 1 if wrong == "peer" else own  # another port: another peer
+    proc.stdin.write(f"{addr} {named}\n".encode())
     proc.stdin.close()
-    assert _read_all(conn) == b"", "nothing is sent without the token"
+    assert _read_all(conn) == b"", "nothing is sent to a wrong peer or without the token"
     assert proc.wait(10) == NO_PATH
-    assert b"wrong token" in proc.stderr.read()
-
-
-def test_the_sender_refuses_a_peer_this_machine_did_not_name() -> None:
-    token = secrets.token_hex(32)
-    proc = _sender(token)
-    port = _listening(proc)
-    conn, (addr, own) = _connect(port, (token + "\n").encode())
-    proc.stdin.write(f"{addr} {own + 1}\n".encode())  # another port: another peer
-    proc.stdin.close()
-    assert _read_all(conn) == b""
-    assert proc.wait(10) == NO_PATH
-    assert b"not the target" in proc.stderr.read()
+    assert said in proc.stderr.read()
 
 
 def test_the_sender_takes_the_named_peer_with_the_token_and_only_once() -> None:
