@@ -13,7 +13,8 @@ ratio is taken pair by pair and a drift of the machine's speed hits both sides:
            port the tool uses (SSH, the API port, the metrics port), against ssh through the
            same proxy;
   fleet    (with --fleet N) `up --limit all` on N converged hosts against `up --host gpu1`:
-           what the lab boots is added first, converged once, its memory cost reported.
+           what the lab boots is added first, converged once, its memory cost reported,
+           and one more run of each with its CPU: the tool's, the hosts', the machine's.
 
 Then where the time goes (bench/noop_phases.py in fresh processes, medians), the modules
 that cost most to import (`python -X importtime`), and the exec requests of one no-op.
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -134,8 +136,9 @@ def top_imports(count: int = 10) -> list[tuple[str, float]]:
     return sorted(rows, key=lambda r: -r[1])[:count]
 
 
-def fleet(size: int, runs: int) -> tuple[dict, float]:
-    """Grow the lab to `size` hosts, converge the new ones, time N against 1 (no-op both)."""
+def fleet(size: int, runs: int) -> tuple[dict, float, list[tuple[str, dict]]]:
+    """Grow the lab to `size` hosts, converge the new ones, time N against 1 (no-op both),
+    then one more run of each with where its CPU went."""
     from provision_lab.lab import Lab
 
     lab = Lab()
@@ -143,16 +146,41 @@ def fleet(size: int, runs: int) -> tuple[dict, float]:
     if missing > 0:
         lab.add_hosts(["a100"] * missing)
     inventory = lab.inventory()
-    timed(up_argv(inventory, "--limit", "all", "--forks", str(size)))  # converge new ones
-    memory = lab_memory_mib([h.pid for h in lab.status()])
-    return paired(up_argv(inventory, "--limit", "all", "--forks", str(size)),
-                  up_argv(inventory, "--host", "gpu1"), runs), memory
+    many = up_argv(inventory, "--limit", "all", "--forks", str(size))
+    one = up_argv(inventory, "--host", "gpu1")
+    timed(many)  # converge the new ones
+    roots = [h.pid for h in lab.status()]
+    memory = lab_memory_mib(roots)
+    result = paired(many, one, runs)
+    profiles = [(f"up --limit all on {size}", cpu_profile(many, roots)),
+                ("up --host gpu1", cpu_profile(one, roots))]
+    return result, memory, profiles
 
 
-def lab_memory_mib(roots: list[int]) -> float:
-    """Proportional set size of the hosts' nspawn processes and all they started (systemd,
-    sshd, the stand-in server, ...): what the running hosts cost in memory, shared pages
-    split among their users."""
+def cpu_profile(argv: list[str], roots: list[int]) -> dict:
+    """One run's wall time beside the CPU seconds of the tool (this process's children),
+    of the lab hosts (every process in their trees, the reaped ones through their parents'
+    cumulative times) and of the whole machine (/proc/stat): when the machine's busy time
+    nears wall x CPUs, the run waits for CPU, not for the network or the hosts."""
+    def machine_busy() -> float:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+    def tool_cpu() -> float:
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return used.ru_utime + used.ru_stime
+
+    before = (tool_cpu(), lab_cpu_s(roots), machine_busy())
+    wall = timed(argv)
+    after = (tool_cpu(), lab_cpu_s(roots), machine_busy())
+    tool, hosts, busy = (b - a for a, b in zip(before, after, strict=True))
+    return {"wall": wall, "tool": tool, "hosts": hosts, "busy": busy,
+            "capacity": wall * (os.cpu_count() or 1)}
+
+
+def lab_processes(roots: list[int]) -> list[int]:
+    """The hosts' nspawn processes and all they started (systemd, sshd, the stand-in
+    server, ...)."""
     parent: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -161,14 +189,34 @@ def lab_memory_mib(roots: list[int]) -> float:
                                              .split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-    ours, total_kib = set(roots), 0
+    ours, found = set(roots), []
     for pid in parent:
         seen, up = set(), pid
         while up not in ours and up in parent and up not in seen:
             seen.add(up)
             up = parent[up]
-        if up not in ours:
+        if up in ours:
+            found.append(pid)
+    return found
+
+
+def lab_cpu_s(roots: list[int]) -> float:
+    """CPU seconds the hosts' processes used so far, with their reaped children's."""
+    ticks = 0
+    for pid in lab_processes(roots):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        except (OSError, IndexError, ValueError):
             continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def lab_memory_mib(roots: list[int]) -> float:
+    """Proportional set size of the hosts' processes: what the running hosts cost in
+    memory, shared pages split among their users."""
+    total_kib = 0
+    for pid in lab_processes(roots):
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -212,14 +260,15 @@ def main() -> None:
             proxy.terminate()
             proxy.wait()
     direct = phases(inv_path, args.host, max(3, args.runs // 2))
-    memory = None
+    memory, profiles = None, []
     if args.fleet:
-        result, memory = fleet(args.fleet, args.runs)
+        result, memory, profiles = fleet(args.fleet, args.runs)
         rows.append((f"fleet: up --limit all on {args.fleet} / up on 1", result))
-    report(rows, direct, delayed, args, memory)
+    report(rows, direct, delayed, args, memory, profiles)
 
 
-def report(rows: list[tuple[str, dict]], direct: dict, delayed: dict, args, memory) -> None:
+def report(rows: list[tuple[str, dict]], direct: dict, delayed: dict, args, memory,
+           profiles: list[tuple[str, dict]]) -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
@@ -232,6 +281,12 @@ def report(rows: list[tuple[str, dict]], direct: dict, delayed: dict, args, memo
     if memory is not None:
         print(f"fleet of {args.fleet}: the converged lab hosts' processes hold {memory:.0f} MiB "
               f"(PSS), {memory / args.fleet:.0f} MiB a host")
+    if profiles:
+        print(f"\nwhere the fleet's time goes (one more run each; seconds) {'wall':>7} "
+              f"{'tool CPU':>9} {'hosts CPU':>9} {'machine busy / wall x CPUs':>27}")
+        for label, got in profiles:
+            print(f"  {label:53} {got['wall']:7.2f} {got['tool']:9.2f} {got['hosts']:9.2f} "
+                  f"{got['busy']:13.2f} / {got['capacity']:.2f}")
     print(f"\nwhere a no-op goes (median of fresh processes; seconds) {'direct':>8} "
           f"{f'{args.delay_ms:g} ms':>8}")
     for name in direct:
