@@ -20,6 +20,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def XDIST_SPLIT(item) -> str:  # noqa: N802 (tests/conftest.py's hook reads this name)
+    """A long file: the rollouts (the second starts from the first's fleet) on one worker,
+    status and smoke (each converges its own host) on another, each with its own fleet."""
+    return "rollout" if "rollout" in item.name or "reinstall" in item.name else "checks"
+
+
 def provision(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     env = dict(os.environ, HOME=str(home), PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "provision.cli", *args], cwd=ROOT, env=env,
