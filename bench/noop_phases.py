@@ -7,9 +7,9 @@ Prints one JSON object of seconds: imports (everything `up` loads), inventory
 (load, select, validate), ssh_connect (TCP, key exchange, host key, auth),
 facts (the one exec: the host lock, the facts inside it once held, their parsing),
 plan, http_checks (route probe + every verify check), report (recap). It calls the
-same functions `up` calls, in the
-same order, so the sum tracks the real run; interpreter start-up is measured
-by the caller (a bare `python -c pass`), as it happens before this code runs.
+same functions `up` calls, in the same order, so the sum tracks the real run;
+interpreter start-up is measured by the caller (a bare `python -c pass`), as it
+happens before this code runs.
 """
 
 from __future__ import annotations
