@@ -523,16 +523,9 @@ class Remote:
                  progress: Callable[[str], None] | None = None) -> tuple[bytes, bytes]:
         out, err = bytearray(), bytearray()
         fed = 0  # where the first stdout line not yet given to `progress` starts
-        status_at: float | None = None  # when the exit status came without the EOF
+        end = OutputEnd(chan)
         while True:
-            # sshd may send the exit status before the last of the output (OpenSSH's
-            # session_exit_message: "there could be some more data waiting in the pipe"),
-            # but EOF only after it: the end is EOF (or close), drained. Something the
-            # script left running that holds its output open gets EOF_GRACE_S.
-            ended = chan.eof_received or chan.closed
-            if not ended and chan.exit_status_ready():
-                status_at = status_at or time.monotonic()
-                ended = time.monotonic() - status_at > EOF_GRACE_S
+            ended = end.reached()
             while chan.recv_ready():
                 out += chan.recv(65536)
             if progress is not None:
@@ -584,6 +577,28 @@ class Remote:
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> Tunnel:
         """A local port that reaches `remote_host:remote_port` as seen from the host."""
         return Tunnel(self._transport(), remote_host, remote_port)
+
+
+class OutputEnd:
+    """Whether a command's output is all here: its channel's EOF (or close).
+
+    sshd may send the exit status before the last of the output (OpenSSH's
+    session_exit_message: "there could be some more data waiting in the pipe"), but EOF
+    only after it, so the exit status alone is not the end. Something the command left
+    running that holds its output open gets EOF_GRACE_S after the exit status.
+    """
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self.chan = chan
+        self._status_at: float | None = None  # when the exit status came without the EOF
+
+    def reached(self) -> bool:
+        if self.chan.eof_received or self.chan.closed:
+            return True
+        if not self.chan.exit_status_ready():
+            return False
+        self._status_at = self._status_at or time.monotonic()
+        return time.monotonic() - self._status_at > EOF_GRACE_S
 
 
 def _until_closed(chan: paramiko.Channel, seconds: float) -> None:

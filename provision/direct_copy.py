@@ -39,7 +39,15 @@ from dataclasses import dataclass
 
 import paramiko
 
-from provision.connection import Remote, RemoteCancelled, RemoteTimeout, Result, _without_pgid
+from provision.connection import (
+    EOF_GRACE_S,
+    OutputEnd,
+    Remote,
+    RemoteCancelled,
+    RemoteTimeout,
+    Result,
+    _without_pgid,
+)
 from provision.direct_ends import ACCEPT_S, CONNECT_S, MARK, NO_PATH
 from provision.model import UnreachableError
 from provision.relay import _drain
@@ -61,12 +69,13 @@ class _End:
     def __init__(self, remote: Remote, chan: paramiko.Channel) -> None:
         self.remote, self.chan = remote, chan
         self.out, self.err = bytearray(), bytearray()
+        self.end = OutputEnd(chan)
 
     def poll(self) -> None:
         _drain(self.chan, self.out, self.err)
 
     def ended(self) -> bool:
-        return self.chan.exit_status_ready() or self.chan.closed
+        return self.end.reached()
 
     def said(self, kind: str) -> list[str] | None:
         """The words after `MARK kind` on the newest such stdout line, if any."""
@@ -137,6 +146,7 @@ def direct(source: Remote, source_script: str, target: Remote, target_script: st
     dst_rc = dst.chan.recv_exit_status()
     if not src.ended():  # the receiver failed: the sender may be stuck writing to nobody
         src.stop()
+    src.chan.status_event.wait(EOF_GRACE_S)  # its EOF may come just before its exit status
     src_rc = src.chan.recv_exit_status() if src.chan.exit_status_ready() else -1
     if NO_PATH in (src_rc, dst_rc):
         return _no_path(ends, src.why() or dst.why() or "the connection was refused")

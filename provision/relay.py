@@ -20,6 +20,7 @@ from collections.abc import Callable
 import paramiko
 
 from provision.connection import (
+    OutputEnd,
     Remote,
     RemoteCancelled,
     RemoteTimeout,
@@ -56,6 +57,7 @@ def relay(source: Remote, source_script: str, target: Remote, target_script: str
     dst.settimeout(STALL_S)
     src_err, dst_out, dst_err = bytearray(), bytearray(), bytearray()
     sent, next_progress, fed = 0, start + progress_every, True
+    src_end, dst_end = OutputEnd(src), OutputEnd(dst)
     try:
         while True:
             if cancel is not None and cancel.is_set():
@@ -72,11 +74,11 @@ def relay(source: Remote, source_script: str, target: Remote, target_script: str
                 if data:
                     dst.sendall(data)
                     sent += len(data)
-            elif fed and (src.exit_status_ready() or src.closed) and not src.recv_ready():
+            elif fed and src_end.reached() and not src.recv_ready():
                 _drain(src, None, src_err)
                 dst.shutdown_write()
                 fed = False
-            if not fed and (dst.exit_status_ready() or dst.closed):
+            if not fed and dst_end.reached():
                 _drain(dst, dst_out, dst_err)
                 break
             if progress is not None and time.monotonic() >= next_progress:
